@@ -1,0 +1,30 @@
+# The README's set-up: `make demo` runs the offline demo, `make test` lints and runs the tests.
+# Each installs what it needs into .venv first; torch comes first, pinned, so that pip takes the
+# CPU build on this machine instead of a multi-GB CUDA build.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.install-stamp
+TORCH ?= torch==2.13.0
+
+.PHONY: install demo test lint bench
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/rscaffold demo
+
+lint: install
+	$(VENV)/bin/ruff check rscaffold tests benchmarks
+	$(VENV)/bin/ruff format --check rscaffold tests benchmarks
+
+test: lint
+	$(VENV)/bin/pytest -q
+
+bench: install
+	$(PY) benchmarks/label_throughput.py

@@ -1,0 +1,77 @@
+"""Peak resident memory of `rscaffold segment` and `rscaffold label` on a large trace file.
+
+Builds a trace file of about --size-mb megabytes (the shared real traces repeated), runs each stage
+as a child process and prints its peak RSS next to the file size.
+
+    python benchmarks/stream_memory.py --size-mb 1024 [--workdir /tmp/rs-mem]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SETS = ["qwen3_thinking_traces", "thought_anchors_math", "thought_branches_faithfulness"]
+
+
+def build(shared: Path, out: Path, size_mb: int) -> int:
+    lines = []
+    for name in SETS:
+        for line in (shared / "traces" / name / "traces.jsonl").open(encoding="utf-8"):
+            r = json.loads(line)
+            lines.append(
+                json.dumps(
+                    {
+                        "question_id": r["id"],
+                        "question": r["question"],
+                        "thinking": r["trace"],
+                        "answer_text": r["answer_text"] or "",
+                    }
+                )
+                + "\n"
+            )
+    written, n = 0, 0
+    with out.open("w", encoding="utf-8") as f:
+        while written < size_mb * 2**20:
+            for line in lines:
+                f.write(line)
+                written += len(line.encode())
+                n += 1
+    return n
+
+
+def peak_rss_mb(cmd: list[str]) -> tuple[float, float]:
+    start = time.perf_counter()
+    code = (
+        f"import resource, subprocess, sys; subprocess.run({cmd!r}, check=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return int(out.split()[-1]) / 1024, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/rscaffold-stream-memory"))
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    source = args.workdir / "traces.jsonl"
+    n = build(args.shared, source, args.size_mb)
+    print(f"input: {source.stat().st_size / 2**20:,.0f} MB, {n:,} traces")
+    cli = [sys.executable, "-m", "rscaffold.cli"]
+    for stage, inp, out in [
+        ("segment", source, "segmented.jsonl"),
+        ("label", args.workdir / "segmented.jsonl", "labelled.jsonl"),
+    ]:
+        rss, secs = peak_rss_mb([*cli, stage, "--input", str(inp), "--output", str(args.workdir / out)])
+        print(f"{stage}: peak RSS {rss:,.0f} MB, {secs:,.1f} s")
+
+
+if __name__ == "__main__":
+    main()

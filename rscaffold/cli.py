@@ -1,0 +1,241 @@
+"""The `rscaffold` command: one subcommand per stage, `run` to chain them, `demo` to show them.
+
+Every stage takes ``--input FILE --output FILE`` or ``--run-dir DIR``; ``--config FILE`` and
+trailing ``KEY=VALUE`` overrides set the config (``rscaffold label --run-dir r label.lexicon=extended``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rscaffold import generate, import_traces, label, segment, stats
+from rscaffold.config import Config, load_config, shipped_config
+from rscaffold.runs import ARTIFACTS, record_stage, stage_paths
+from rscaffold.schema import InputError, Question, Trace, atomic_writer, read_jsonl, write_jsonl
+from rscaffold.signals import LEXICONS, load_lexicon
+from rscaffold.testbed.problems import write_splits
+
+T = TypeVar("T")
+log = logging.getLogger("rscaffold")
+
+
+def progress(items: Iterable[T], desc: str) -> Iterator[T]:
+    """A progress bar on an interactive terminal, nothing otherwise."""
+    from tqdm import tqdm
+
+    return iter(tqdm(items, desc=desc, unit=" rec", disable=not sys.stderr.isatty(), leave=False))
+
+
+def _testbed(cfg: Config, inp: Path | None, out: Path) -> dict[str, Any]:
+    return {"splits": write_splits(cfg.testbed, cfg.run.seed, out)}
+
+
+def _generate(cfg: Config, inp: Path | None, out: Path) -> dict[str, Any]:
+    counts: Counter[str] = Counter()
+    questions = progress(read_jsonl(inp, Question), "generate")
+    write_jsonl(out, generate.run(questions, cfg.generate, cfg.run.seed, counts))
+    return {"teacher": cfg.generate.teacher, **counts}
+
+
+def _import(cfg: Config, inp: Path | None, out: Path) -> dict[str, Any]:
+    source = inp or cfg.import_.path
+    if source is None:
+        raise InputError("import needs a trace file: --input FILE or import.path=FILE")
+    return {"traces": write_jsonl(out, progress(import_traces.run(source, cfg.import_), "import"))}
+
+
+def _segment(cfg: Config, inp: Path | None, out: Path) -> dict[str, Any]:
+    return {"traces": write_jsonl(out, segment.run(progress(read_jsonl(inp, Trace), "segment")))}
+
+
+def _label(cfg: Config, inp: Path | None, out: Path) -> dict[str, Any]:
+    lexicon = load_lexicon(cfg.label.lexicon)
+    n = write_jsonl(out, label.run(progress(read_jsonl(inp, Trace), "label"), lexicon))
+    return {"traces": n, "lexicon": lexicon.name, "lexicon_version": lexicon.version}
+
+
+def _stats(cfg: Config, inp: Path | None, out: Path | None) -> dict[str, Any]:
+    summary = stats.compute(progress(read_jsonl(inp, Trace), "stats"))
+    if out is not None:
+        with atomic_writer(out) as f:
+            json.dump(summary, f, indent=2)
+    return summary
+
+
+STAGES: dict[str, Callable[[Config, Path | None, Path], dict[str, Any]]] = {
+    "testbed": _testbed,
+    "generate": _generate,
+    "import": _import,
+    "segment": _segment,
+    "label": _label,
+    "stats": _stats,
+}
+_BRIEF = ("traces", "kept", "dropped_wrong", "splits", "keyword_coverage", "label_coverage", "lexicon_version")
+
+
+def run_stage(stage: str, cfg: Config, run_dir: Path) -> dict[str, Any]:
+    """Run one stage inside a run folder and record it in the manifest."""
+    inp, out = stage_paths(run_dir, stage, cfg)
+    started = time.perf_counter()
+    summary = STAGES[stage](cfg, inp, out)
+    brief = {k: summary[k] for k in _BRIEF if k in summary}
+    record_stage(run_dir, cfg, stage, {**brief, "seconds": round(time.perf_counter() - started, 2)})
+    return summary
+
+
+def _config(args: argparse.Namespace, shortcuts: dict[str, Any]) -> Config:
+    overrides = [f"{k}={v}" for k, v in shortcuts.items() if v is not None] + list(args.overrides)
+    return load_config(args.config, overrides)
+
+
+def _stage_command(stage: str, args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
+    if args.run_dir is not None:
+        summary = run_stage(stage, cfg, Path(args.run_dir))
+        print(f"{stage}: wrote {Path(args.run_dir) / ARTIFACTS[stage][1]}", file=sys.stderr)
+        return summary
+    if args.output is None or (args.input is None and stage not in ("testbed", "import")):
+        raise InputError(f"{stage}: give --input FILE --output FILE, or --run-dir DIR")
+    summary = STAGES[stage](cfg, args.input, args.output)
+    print(f"{stage}: wrote {args.output}", file=sys.stderr)
+    return summary
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    shortcuts = {
+        "run.seed": getattr(args, "seed", None),
+        "generate.teacher": getattr(args, "teacher", None),
+        "label.lexicon": getattr(args, "lexicon", None),
+        "import.format": getattr(args, "format", None),
+    }
+    stage = "testbed" if args.command == "testbed" else args.command
+    summary = _stage_command(stage, args, _config(args, shortcuts))
+    brief = {k: summary[k] for k in _BRIEF if k in summary}
+    print(json.dumps(brief))
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    cfg = _config(args, {})
+    if args.run_dir is not None:
+        summary = run_stage("stats", cfg, Path(args.run_dir))
+    else:
+        path = args.file or args.input
+        if path is None:
+            raise InputError("stats: give a trace FILE, --input FILE, or --run-dir DIR")
+        summary = _stats(cfg, path, args.output)
+    print(json.dumps(summary) if args.json else stats.format_summary(summary))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, cfg: Config | None = None) -> int:
+    cfg = cfg or _config(args, {})
+    run_dir = Path(args.run_dir or cfg.run.dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
+    summary: dict[str, Any] = {}
+    for stage in cfg.run.stages:
+        started = time.perf_counter()
+        summary = run_stage(stage, cfg, run_dir)
+        brief = {k: summary[k] for k in _BRIEF if k in summary}
+        print(f"[{stage}] {time.perf_counter() - started:.1f}s {json.dumps(brief)}", file=sys.stderr)
+    if cfg.run.stages and cfg.run.stages[-1] == "stats":
+        print(stats.format_summary(summary))
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    args.config = args.config or shipped_config("demo")
+    args.run_dir = args.run_dir or "runs/demo"
+    return cmd_run(args)
+
+
+def _io_options(p: argparse.ArgumentParser, needs_input: bool = True) -> None:
+    if needs_input:
+        p.add_argument("--input", type=Path, help="input file")
+    p.add_argument("--output", type=Path, help="output file")
+    p.add_argument("--run-dir", help="run folder: read the previous stage's artifact there, write this one's")
+    _config_options(p)
+
+
+def _config_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML file of config deltas (or a shipped name: demo)")
+    p.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides, e.g. label.lexicon=extended"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rscaffold", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    tb = sub.add_parser("testbed", help="make the embedded testbed's question splits")
+    tb_sub = tb.add_subparsers(dest="action", required=True, metavar="ACTION")
+    make = tb_sub.add_parser("make", help="write one questions JSONL per split")
+    make.add_argument("--out", dest="output", type=Path, help="output folder")
+    make.add_argument("--seed", type=int, help="seed (run.seed)")
+    _io_options(make, needs_input=False)
+    make.set_defaults(func=cmd_stage, input=None)
+
+    gen = sub.add_parser("generate", help="ask a teacher for thinking traces")
+    gen.add_argument("--teacher", choices=sorted(generate.TEACHERS), help="teacher backend (generate.teacher)")
+    gen.add_argument("--seed", type=int, help="seed (run.seed)")
+    _io_options(gen)
+    gen.set_defaults(func=cmd_stage)
+
+    imp = sub.add_parser("import", help="read existing trace files (JSONL or Parquet) into traces")
+    imp.add_argument("--format", choices=["auto", "shared", "think", "split"], help="record shape (import.format)")
+    _io_options(imp)
+    imp.set_defaults(func=cmd_stage)
+
+    seg = sub.add_parser("segment", help="split each trace into steps on blank lines")
+    _io_options(seg)
+    seg.set_defaults(func=cmd_stage)
+
+    lab = sub.add_parser("label", help="label each step with a signal (stage 1: keywords)")
+    lab.add_argument("--lexicon", help=f"keyword lexicon: {', '.join(LEXICONS)} or a TSV path (label.lexicon)")
+    _io_options(lab)
+    lab.set_defaults(func=cmd_stage)
+
+    st = sub.add_parser("stats", help="steps, keyword coverage, signal distribution and transitions")
+    st.add_argument("file", nargs="?", type=Path, help="labelled (or segmented) trace file")
+    st.add_argument("--json", action="store_true", help="print one JSON object")
+    _io_options(st)
+    st.set_defaults(func=cmd_stats)
+
+    run = sub.add_parser("run", help="chain the stages of run.stages in one run folder")
+    run.add_argument("--run-dir", help="run folder (default run.dir, else runs/<time>)")
+    _config_options(run)
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="the offline demo: testbed, scripted teacher, segment, label, stats")
+    demo.add_argument("--run-dir", help="run folder (default runs/demo)")
+    _config_options(demo)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return args.func(args)
+    except InputError as e:
+        print(f"rscaffold: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rscaffold: interrupted; no partial output was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,295 @@
+"""The scripted teacher: long thinking traces about testbed problems, with the true signal of every step.
+
+It writes what a reasoning model writes (METHOD.md section 7): it plans which quantities it needs,
+computes each one, states intermediate results, elaborates, gives an example, voices an opinion
+about a distractor, re-checks a result, sometimes takes a detour (a wrong value, then a Contrast step
+that corrects it), and concludes; then the answer text ending in ``###Answer: \\boxed{N}``. About a
+quarter of the steps open without a keyword of the paper's table, as on real traces, so stage 1
+cannot label them. Every trace is a function of (seed, question id) only.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from rscaffold.schema import InputError, Question, Step, Trace
+from rscaffold.signals import Signal
+from rscaffold.testbed.discourse import BODIES, MISREAD, OPENERS, SIGNAL, WHY
+from rscaffold.testbed.graph import SYMBOL, apply, is_ref
+from rscaffold.testbed.phrasing import cap
+
+
+class ScriptedConfig(BaseModel):
+    """Shares that shape the scripted teacher's traces; each is a probability per trace or per step."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keyword_free_share: float = Field(
+        0.25, ge=0, le=1, description="Steps opening with no keyword of the paper's table."
+    )
+    other_keyword_share: float = Field(
+        0.06, ge=0, le=1, description="Steps opening with a keyword of another signal ('Wait, 5 + 3 is 8')."
+    )
+    detour_share: float = Field(0.2, ge=0, le=1, description="Traces with a wrong value, then a correction.")
+    wrong_share: float = Field(0.1, ge=0, le=1, description="Traces whose final answer is wrong.")
+    restate_facts: bool = Field(True, description="Computing steps restate the facts and values they use.")
+    plan_share: float = Field(0.8, ge=0, le=1, description="Traces with a planning step.")
+    result_share: float = Field(0.5, ge=0, le=1, description="Intermediate results in a step of their own.")
+    addition_share: float = Field(0.3, ge=0, le=1, description="Results followed by an elaboration.")
+    example_share: float = Field(0.5, ge=0, le=1, description="Traces with an illustrating example.")
+    recheck_share: float = Field(0.5, ge=0, le=1, description="Traces that re-check one result.")
+    opinion_share: float = Field(
+        0.7, ge=0, le=1, description="Traces with an opinion (about a distractor where one exists)."
+    )
+    contrast_share: float = Field(
+        0.6, ge=0, le=1, description="Traces with a Contrast step (any detour adds one more)."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ScriptedConfig:
+        if self.keyword_free_share + self.other_keyword_share > 1:
+            raise ValueError("keyword_free_share + other_keyword_share must not exceed 1")
+        return self
+
+
+class _Script:
+    """One trace being written: the problem's graph, the values the trace believes, the steps so far."""
+
+    def __init__(self, q: Question, cfg: ScriptedConfig, rng: random.Random):
+        meta = q.metadata
+        self.cfg, self.rng, self.item = cfg, rng, meta["item"]
+        self.node = {d["id"]: d for d in meta["quantities"]}
+        self.target = meta["target"]
+        self.derived = [d["id"] for d in meta["quantities"] if d["needed"] and d["op"] != "given"]
+        self.distractors = [d["id"] for d in meta["quantities"] if not d["needed"]]
+        self.stated = {qid: d["value"] for qid, d in self.node.items()}
+        self.steps: list[tuple[Signal, str]] = []
+
+    def name(self, arg: Any) -> str:
+        return self.node[arg]["name"] if is_ref(arg) else str(arg)
+
+    def opens_with_name(self, text: str) -> bool:
+        """True when ``text`` starts with a capitalised name ("M has", not "Multiply")."""
+        first = text.split(" ", 1)[0].removesuffix("'s")
+        return any(d["name"] == first for d in self.node.values())
+
+    def say(self, body_key: str, **fields: Any) -> None:
+        """Append one step: an opener drawn by the keyword shares, then a body of this kind."""
+        kind = body_key.split("_")[0]
+        openers, u = OPENERS[kind], self.rng.random()
+        if u < self.cfg.keyword_free_share:
+            pool = openers.free
+        elif u < self.cfg.keyword_free_share + self.cfg.other_keyword_share:
+            pool = openers.other
+        else:
+            pool = openers.keyword
+        body = self.rng.choice(BODIES[body_key]).format(item=self.item, **fields)
+        self.steps.append((SIGNAL[kind], cap(f"{self.rng.choice(pool)} {body}")))
+
+    # -------------------------------------------------------------- arithmetic as the trace sees it
+
+    def expr(self, qid: str, override: dict | None = None) -> str:
+        """``5 + 3``: the operation of ``qid`` on the values the trace believes (or ``override``)."""
+        vals = {**self.stated, **(override or {})}
+        a, b = (vals[x] if is_ref(x) else x for x in self.node[qid]["args"])
+        return f"{a} {SYMBOL[self.node[qid]['op']]} {b}"
+
+    def symbolic(self, qid: str) -> str:
+        a, b = (self.name(x) for x in self.node[qid]["args"])
+        return f"{a} {SYMBOL[self.node[qid]['op']]} {b}"
+
+    def slip(self, value: int) -> int:
+        """A plausible arithmetic slip: off by one, two or ten, never negative."""
+        return self.rng.choice(
+            [w for w in (value + 1, value - 1, value + 2, value + 10, value - 10) if w >= 0],
+        )
+
+    # -------------------------------------------------------------- steps
+
+    def plan(self) -> None:
+        deps = "; ".join(
+            f"{self.name(x)} comes from {' and '.join(self.name(a) for a in self.node[x]['args'])}"
+            for x in self.derived
+        )
+        order = ", then ".join(self.name(x) for x in self.derived)
+        self.say("plan", deps=deps, order=order, n=len(self.derived))
+
+    def opinion(self) -> None:
+        t = self.name(self.target)
+        if self.distractors:
+            self.say("opinion_distractor", d=self.name(self.rng.choice(self.distractors)), t=t)
+        else:
+            self.say("opinion_plain", t=t)
+
+    def compute(self, qid: str, value: int) -> None:
+        """The step that works out ``qid``; ``value`` is what the trace gets (wrong on a slip)."""
+        self.stated[qid] = value
+        fields = {"x": self.name(qid), "expr": self.expr(qid), "v": value, "sym": self.symbolic(qid)}
+        if not self.cfg.restate_facts:
+            self.say("compute_plain", **fields)
+            return
+        fact = self.node[qid]["fact"].rstrip(".")
+        lower = fact if self.opens_with_name(fact) else fact[:1].lower() + fact[1:]
+        refs = [a for a in self.node[qid]["args"] if is_ref(a)]
+        operands = " and ".join(f"{self.name(a)} has {self.stated[a]}" for a in refs)
+        self.say("compute_restate", fact=lower, Fact=fact, operands=operands, **fields)
+
+    def correct(self, qid: str, wrong: int) -> None:
+        value = self.node[qid]["value"]
+        self.stated[qid] = value
+        self.say("correct", x=self.name(qid), expr=self.expr(qid), v=value, w=wrong)
+
+    def addition(self, qid: str) -> None:
+        x, v = self.name(qid), self.stated[qid]
+        refs = [a for a in self.node[qid]["args"] if is_ref(a)]
+        users = [y for y in self.derived if qid in self.node[y]["args"]]
+        w = self.stated[refs[0]]
+        compare = {"x": x, "v": v, "o": self.name(refs[0]), "w": w, "cmp": _compare(v, w)}
+        options = [("addition_compare", compare)]
+        if users:
+            options.append(("addition_feeds", {"x": x, "v": v, "y": self.name(users[0])}))
+        once = [a for a in refs if sum(a in self.node[y]["args"] for y in self.derived) == 1]
+        if once:
+            options.append(("addition_done", {"o": self.name(once[0])}))
+        key, fields = self.rng.choice(options)
+        self.say(key, **fields)
+
+    def example(self, qid: str) -> None:
+        """What ``qid`` would be if one operand were different; skipped when no small value works."""
+        args = self.node[qid]["args"]
+        o = self.rng.choice([a for a in args if is_ref(a)])
+        for h in self.rng.sample(range(1, 13), 12):
+            vals = [h if a == o else (self.stated[a] if is_ref(a) else a) for a in args]
+            r = apply(self.node[qid]["op"], *vals)
+            if h != self.stated[o] and r is not None:
+                fields = {"o": self.name(o), "h": h, "w": self.stated[o], "x": self.name(qid), "r": r}
+                self.say("example", expr=self.expr(qid, {o: h}), **fields)
+                return
+
+    def recheck(self, qid: str) -> None:
+        self.say("recheck", x=self.name(qid), expr=self.expr(qid), v=self.stated[qid])
+
+    def contrast(self, avoid: str | None) -> None:
+        """Rule out a distractor, or a misreading of one relation (another operation)."""
+        options = [x for x in self.derived if x != avoid]
+        if options and (not self.distractors or self.rng.random() < 0.5):
+            qid = self.rng.choice(options)
+            op = self.node[qid]["op"]
+            vals = [self.stated[a] if is_ref(a) else a for a in self.node[qid]["args"]]
+            w = apply(MISREAD[op], *vals)
+            if w is not None and w != self.stated[qid]:
+                wexpr = f"{vals[0]} {SYMBOL[MISREAD[op]]} {vals[1]}"
+                self.say(
+                    "contrast_misread",
+                    x=self.name(qid),
+                    wexpr=wexpr,
+                    w=w,
+                    why=WHY[op],
+                    expr=self.expr(qid),
+                    v=self.stated[qid],
+                )
+                return
+        if self.distractors:
+            d = self.rng.choice(self.distractors)
+            self.say("contrast_distractor", d=self.name(d), t=self.name(self.target))
+
+    def answer(self) -> str:
+        t, v = self.name(self.target), self.stated[self.target]
+        summary = ", ".join(f"{self.name(x)} = {self.expr(x)} = {self.stated[x]}" for x in self.derived)
+        return self.rng.choice(BODIES["answer"]).format(summary=cap(summary), T=cap(t), v=v, item=self.item)
+
+
+def _compare(a: int, b: int) -> str:
+    return "more than" if a > b else "less than" if a < b else "the same as"
+
+
+def _write(s: _Script) -> dict[str, bool]:
+    """Write the thinking steps of one trace; returns its flags (``wrong``, ``detour``)."""
+    cfg, rng, last = s.cfg, s.rng, s.derived[-1]
+    wrong = rng.random() < cfg.wrong_share
+    # The slip of a wrong trace is on the last operation and must not be caught, so neither a
+    # detour nor a re-check touches that operation.
+    safe = [x for x in s.derived if not (wrong and x == last)]
+    detour_at = rng.choice(safe) if safe and rng.random() < cfg.detour_share else None
+    recheck_at = rng.choice(safe) if safe and rng.random() < cfg.recheck_share else None
+    example_at = rng.choice(s.derived) if rng.random() < cfg.example_share else None
+    s.say("intro", t=s.name(s.target))
+    if rng.random() < cfg.plan_share:
+        s.plan()
+    if rng.random() < cfg.opinion_share:
+        s.opinion()
+    for x in s.derived:
+        true = s.node[x]["value"]
+        s.compute(x, s.slip(true) if x == detour_at or (wrong and x == last) else true)
+        if x == detour_at:
+            s.correct(x, s.stated[x])
+        if x != last and rng.random() < cfg.result_share:
+            s.say("result", x=s.name(x), v=s.stated[x])
+        if rng.random() < cfg.addition_share:
+            s.addition(x)
+        if x == recheck_at:
+            s.recheck(x)
+        if x == example_at:
+            s.example(x)
+    if rng.random() < cfg.contrast_share:
+        s.contrast(avoid=last if wrong else None)
+    s.say("conclude", t=s.name(s.target), v=s.stated[s.target])
+    return {"wrong": wrong, "detour": detour_at is not None}
+
+
+def cot_solution(s: _Script) -> str:
+    """The equations-only solution (true values) that the CoT SFT baseline trains on."""
+    lines = [f"{cap(s.name(x))} = {s.symbolic(x)} = {s.expr(x)} = {s.node[x]['value']}" for x in s.derived]
+    return "\n".join([*lines, f"###Answer: \\boxed{{{s.node[s.target]['value']}}}"])
+
+
+def _steps(signals_texts: list[tuple[Signal, str]], answer: str) -> list[Step]:
+    last = len(signals_texts) - 1
+    steps = [
+        Step(text=text, sep="" if i == last else "\n\n", signal=sig, true_signal=sig, labelled_by="truth")
+        for i, (sig, text) in enumerate(signals_texts)
+    ]
+    response = Signal.RESPONSE
+    return [*steps, Step(text=answer, signal=response, true_signal=response, labelled_by="truth")]
+
+
+class ScriptedTeacher:
+    """A teacher without a model: long thinking traces about testbed questions, true signals included."""
+
+    name = "scripted"
+
+    def __init__(self, cfg: ScriptedConfig, seed: int = 0):
+        self.cfg = cfg
+        self.seed = seed
+
+    def generate(self, questions: Iterable[Question]) -> Iterator[Trace]:
+        """One trace per question, in order; each depends only on the seed and the question id."""
+        for q in questions:
+            yield self.trace(q)
+
+    def trace(self, q: Question) -> Trace:
+        if q.task != "testbed" or "quantities" not in q.metadata:
+            raise InputError(
+                f"question {q.id!r}: the scripted teacher needs testbed questions (task 'testbed' with a "
+                f"graph in metadata), got task {q.task!r}; make them with `rscaffold testbed`"
+            )
+        # A string seed is hashed with SHA-512, so the trace does not depend on order or batching.
+        s = _Script(q, self.cfg, random.Random(f"rscaffold-scripted:{self.seed}:{q.id}"))
+        cot = cot_solution(s)
+        flags = _write(s)
+        answer = s.answer()
+        return Trace(
+            question_id=q.id,
+            question=q.text,
+            teacher=self.name,
+            thinking="\n\n".join(text for _, text in s.steps),
+            answer_text=answer,
+            final_answer=str(s.stated[s.target]),
+            gold=q.gold,
+            steps=_steps(s.steps, answer),
+            metadata={**flags, "cot_solution": cot},
+        )
