@@ -72,6 +72,28 @@ class Trace(Record):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class Decoded(Record):
+    """A student's output for one question: the steps it wrote (with the signals that guided them)
+    and the answer, as ``rscaffold decode`` writes it and ``rscaffold evaluate`` scores it."""
+
+    question_id: str
+    method: str
+    """The student's recipe: scaffold, cot-sft, long-sft, answer-sft, original, ..."""
+    signal_source: str = "none"
+    """Where the step signals came from: predictor-head, predictor-generative, golden, random, none."""
+    benchmark: str = "testbed"
+    split: str = ""
+    question: str = ""
+    gold: str | None = None
+    steps: list[Step] = Field(default_factory=list)
+    answer_text: str = ""
+    tokens: int = 0
+    """Tokens the student generated for this question (steps and answer)."""
+    stop_reason: str = ""
+    """Why decoding ended: response, gate, max_steps, max_tokens, eos."""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
 R = TypeVar("R", bound=Record)
 
 
