@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rscaffold import generate, import_traces, label, segment, stats
+from rscaffold import evaluate, generate, import_traces, label, report, segment, stats
 from rscaffold.config import Config, load_config, shipped_config
 from rscaffold.runs import ARTIFACTS, record_stage, stage_paths
 from rscaffold.schema import InputError, Question, Trace, atomic_writer, read_jsonl, write_jsonl
@@ -156,6 +156,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_run(args)
 
 
+def _with_config(command: Callable[[argparse.Namespace, Config], int]) -> Callable[[argparse.Namespace], int]:
+    """Adapt a stage module's ``cmd_*(args, cfg)`` to the parser: load the config, then run."""
+
+    def run(args: argparse.Namespace) -> int:
+        if args.command == "report":
+            report.split_overrides(args)
+        return command(args, _config(args, {}))
+
+    return run
+
+
 def _io_options(p: argparse.ArgumentParser, needs_input: bool = True) -> None:
     if needs_input:
         p.add_argument("--input", type=Path, help="input file")
@@ -209,6 +220,16 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="print one JSON object")
     _io_options(st)
     st.set_defaults(func=cmd_stats)
+
+    ev = sub.add_parser("evaluate", help="score decoded outputs (results.json) or a predictions file")
+    evaluate.add_evaluate_arguments(ev)
+    _config_options(ev)
+    ev.set_defaults(func=_with_config(evaluate.cmd_evaluate))
+
+    rep = sub.add_parser("report", help="an HTML report (tables, plots, trace viewer) of evaluated runs")
+    report.add_report_arguments(rep)
+    _config_options(rep)
+    rep.set_defaults(func=_with_config(report.cmd_report))
 
     run = sub.add_parser("run", help="chain the stages of run.stages in one run folder")
     run.add_argument("--run-dir", help="run folder (default run.dir, else runs/<time>)")

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rscaffold.evaluate import EvaluateConfig
+from rscaffold.report import ReportConfig
 from rscaffold.schema import InputError
 from rscaffold.signals import LEXICONS
 from rscaffold.testbed.problems import TestbedConfig
@@ -83,6 +85,8 @@ class Config(Section):
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     import_: ImportConfig = Field(default_factory=ImportConfig, alias="import")
     label: LabelConfig = Field(default_factory=LabelConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
 
 def _parse_value(text: str) -> Any:

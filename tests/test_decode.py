@@ -7,19 +7,16 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from rscaffold.decode import (
-    BOUNDARY,
-    DecodeConfig,
-    Decoder,
+from rscaffold.decode import BOUNDARY, DecodeConfig, Decoder
+from rscaffold.kvbatch import Batch, Student
+from rscaffold.schema import Question
+from rscaffold.signal_sources import (
     GenerativePredictor,
     GoldenSignals,
     HeadPredictor,
     NoSignals,
     RandomSignals,
-    Student,
-    _Batch,
 )
-from rscaffold.schema import Question
 from rscaffold.signals import Signal
 
 C, R = Signal.CONCLUSION, Signal.REASONING
@@ -181,13 +178,13 @@ def test_pruning_keeps_exactly_the_conclusion_steps(student):
 
 def test_finished_rows_release_their_cache(student, monkeypatch):
     seen = []
-    original = _Batch.step
+    original = Batch.step
 
     def step(self, tokens):
         original(self, tokens)
         seen.append((len(self.rows), self.cache.layers[0].keys.shape[0]))
 
-    monkeypatch.setattr(_Batch, "step", step)
+    monkeypatch.setattr(Batch, "step", step)
     source = RandomSignals({R: 0.5, C: 0.5}, lengths=[0, 1, 3, 5], seed=1)
     list(Decoder(student, source, DecodeConfig(batch_size=8, **CFG))(questions(16)))
     assert all(rows == cached for rows, cached in seen)

@@ -1,0 +1,278 @@
+"""Stage 7, evaluate: extract answers, score them, and measure consistency and signals (METHOD.md section 6).
+
+Two ways in:
+- ``rscaffold evaluate --run-dir DIR`` scores every ``DIR/decoded/<method>__<signal_source>__<split>.jsonl``
+  (:class:`~rscaffold.schema.Decoded` records) and writes ``DIR/results.json`` (one entry per method,
+  signal source, benchmark and split) and ``DIR/scored/<same name>.jsonl`` (one record per question);
+- ``rscaffold evaluate --benchmark NAME --predictions FILE --output FILE`` scores outputs that came from
+  elsewhere (JSONL with ``id``, ``prediction``, ``gold``, optionally ``question`` and ``metadata``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rscaffold import metrics
+from rscaffold.benchmarks import SPECS
+from rscaffold.extract import EXTRACTIONS, Extraction
+from rscaffold.schema import Decoded, InputError, Question, atomic_writer, read_json_objects, read_jsonl
+from rscaffold.signals import Signal
+
+log = logging.getLogger(__name__)
+SIGNAL_KEYS = [s.key for s in Signal]
+
+
+class EvaluateConfig(BaseModel):
+    """How answers are scored and how the intervals are drawn."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    primary: Literal["strict", "flexible"] = Field(
+        "strict", description="Which extraction sets the `correct` field of scored records."
+    )
+    bootstrap_samples: int = Field(1000, ge=10, description="Bootstrap resamples for the Pass@1 interval.")
+    ci_level: float = Field(0.95, gt=0, lt=1, description="Coverage of the Pass@1 confidence interval.")
+    seed: int = Field(0, description="Seed of the bootstrap resampling.")
+
+
+# -- scoring one answer ---------------------------------------------------------------------------
+
+
+def extraction_for(benchmark: str) -> Extraction:
+    if benchmark not in SPECS:
+        raise InputError(f"unknown benchmark {benchmark!r}; known: {', '.join(SPECS)}")
+    return EXTRACTIONS[SPECS[benchmark].extraction]
+
+
+def score_answer(ex: Extraction, text: str, gold: str, meta: dict[str, Any], primary: str = "strict") -> dict:
+    """Both extractions of ``text`` and whether each equals ``gold``; ``correct`` is the primary one's."""
+    strict, flexible = ex.strict(text, meta), ex.flexible(text, meta)
+    out = {
+        "answer_strict": strict,
+        "answer_flexible": flexible,
+        "correct_strict": ex.equal(strict, gold),
+        "correct_flexible": ex.equal(flexible, gold),
+    }
+    return {**out, "correct": out[f"correct_{primary}"]}
+
+
+def score_decoded(d: Decoded, question: Question | None, ex: Extraction, primary: str) -> dict[str, Any]:
+    """One scored record: answers, correctness, tokens, equation and conclusion counts, signals."""
+    meta = {**d.metadata, **(question.metadata if question else {})}
+    gold = d.gold if d.gold is not None else (question.gold if question else None)
+    if gold is None:
+        raise InputError(f"question {d.question_id}: no gold answer in the decoded record or the questions")
+    thinking = [s.text for s in d.steps if s.signal != Signal.RESPONSE]
+    found = [e for text in [*thinking, d.answer_text] for e in metrics.equations(text)]
+    truth = meta.get("values") if d.benchmark == "testbed" else None
+    return {
+        "id": d.question_id,
+        "gold": gold,
+        **score_answer(ex, d.answer_text, gold, meta, primary),
+        "tokens": d.tokens,
+        "steps": len(d.steps),
+        "stop_reason": d.stop_reason,
+        "equations": len(found),
+        "equations_right": sum(e["right"] for e in found),
+        "conclusions": metrics.conclusion_metrics(thinking, truth),
+        "signals": [s.signal.key for s in d.steps if s.signal is not None],
+        "golden_signals": d.metadata.get("golden_signals"),
+        "ops": meta.get("ops"),
+        "split": meta.get("split", d.split),
+        "group": meta.get("group"),
+    }
+
+
+# -- summaries ------------------------------------------------------------------------------------
+
+
+def _share(num: float, den: float) -> float | None:
+    return num / den if den else None
+
+
+def summarize(scored: list[dict[str, Any]], cfg: EvaluateConfig) -> dict[str, Any]:
+    """Pass@1 (strict, flexible) with intervals, tokens, accuracy by ops and split, consistency, signals."""
+    ci = {"samples": cfg.bootstrap_samples, "level": cfg.ci_level, "seed": cfg.seed}
+    tokens = [r["tokens"] for r in scored if r.get("tokens") is not None]
+    out = {
+        "n": len(scored),
+        "pass@1_strict": metrics.bootstrap_ci([r["correct_strict"] for r in scored], **ci),
+        "pass@1_flexible": metrics.bootstrap_ci([r["correct_flexible"] for r in scored], **ci),
+        "tokens_per_answer": sum(tokens) / len(tokens) if tokens else None,
+        "invalid_strict": sum(r["answer_strict"] == "[invalid]" for r in scored),
+    }
+    if any(r.get("ops") is not None for r in scored):
+        out["accuracy_by_ops"] = metrics.accuracy_by((r["ops"], r["correct"]) for r in scored if r.get("ops"))
+    if len({r.get("split") for r in scored}) > 1:
+        out["accuracy_by_split"] = metrics.accuracy_by((r["split"], r["correct"]) for r in scored)
+    out["consistency"] = consistency(scored)
+    if any(r.get("signals") for r in scored):
+        out["signals"] = signal_summary(scored)
+    return out
+
+
+def consistency(scored: list[dict[str, Any]]) -> dict[str, Any]:
+    """Perturbation groups, equations that hold, conclusions that are true or later contradicted."""
+    conc: Counter[str] = Counter()
+    for r in scored:
+        conc.update(r.get("conclusions") or {})
+    equations = sum(r.get("equations", 0) for r in scored)
+    return {
+        "groups": metrics.group_consistency((r["group"], r["correct"]) for r in scored if r.get("group")),
+        "equations": equations,
+        "equations_right": _share(sum(r.get("equations_right", 0) for r in scored), equations),
+        "conclusions": conc["stated"],
+        "conclusions_true": _share(conc["true"], conc["checked"]),
+        "conclusions_contradicted": _share(conc["contradicted"], conc["stated"]),
+    }
+
+
+def signal_summary(scored: list[dict[str, Any]]) -> dict[str, Any]:
+    """Distribution and transitions of the student's signals; agreement with the teacher's where known."""
+    student = [r["signals"] for r in scored]
+    matrix = metrics.transitions(student, SIGNAL_KEYS)
+    out: dict[str, Any] = {
+        "distribution": dict(Counter(s for seq in student for s in seq)),
+        "transitions": matrix.tolist(),
+        "keys": SIGNAL_KEYS,
+    }
+    pairs = [(r["signals"], r["golden_signals"]) for r in scored if r.get("golden_signals")]
+    if pairs:
+        teacher = metrics.transitions([t for _, t in pairs], SIGNAL_KEYS)
+        distances = [metrics.edit_distance(s, t) / max(len(s), len(t), 1) for s, t in pairs]
+        out["next_signal"] = metrics.next_signal_accuracy(pairs)
+        out["edit_distance"] = sum(distances) / len(distances)
+        out["transition_divergence"] = metrics.transition_divergence(matrix, teacher)
+    return out
+
+
+# -- run folders ----------------------------------------------------------------------------------
+
+
+def load_questions(run_dir: Path, benchmark: str, split: str) -> dict[str, Question]:
+    """The questions behind a decoded file, where the run folder has them (``testbed/<split>.jsonl``)."""
+    path = run_dir / "testbed" / f"{split}.jsonl" if benchmark == "testbed" else None
+    if path is None or not path.is_file():
+        return {}
+    return {q.id: q for q in read_jsonl(path, Question)}
+
+
+def evaluate_file(path: Path, run_dir: Path, cfg: EvaluateConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Score one decoded file: its results.json entry and its scored records."""
+    decoded = list(read_jsonl(path, Decoded))
+    first = decoded[0]
+    ex = extraction_for(first.benchmark)
+    questions = load_questions(run_dir, first.benchmark, first.split)
+    scored = [score_decoded(d, questions.get(d.question_id), ex, cfg.primary) for d in decoded]
+    spec = SPECS[first.benchmark]
+    entry = {
+        "file": path.name,
+        "method": first.method,
+        "signal_source": first.signal_source,
+        "benchmark": first.benchmark,
+        "benchmark_version": spec.version,
+        "prompt": spec.prompt,
+        "split": first.split,
+        "extraction": {"name": ex.name, "version": ex.version},
+        **summarize(scored, cfg),
+    }
+    if first.metadata.get("tau") is not None:  # the gate's threshold, for the report's tau sweep
+        entry["tau"] = first.metadata["tau"]
+    return entry, scored
+
+
+def write_scored(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    with atomic_writer(path) as f:
+        for record in records:
+            f.write(json.dumps(record) + "\n")
+
+
+def evaluate_run(run_dir: Path, cfg: EvaluateConfig) -> dict[str, Any]:
+    """Score every decoded file of a run folder; writes ``results.json`` and ``scored/``."""
+    files = sorted((run_dir / "decoded").glob("*.jsonl"))
+    if not files:
+        raise InputError(f"{run_dir / 'decoded'}: no decoded files; run `rscaffold decode --run-dir {run_dir}` first")
+    entries = []
+    for path in files:
+        entry, scored = evaluate_file(path, run_dir, cfg)
+        write_scored(run_dir / "scored" / path.name, scored)
+        entries.append(entry)
+    results = {
+        "evaluated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "config": cfg.model_dump(),
+        "extractions": {e.name: e.version for e in EXTRACTIONS.values()},
+        "entries": entries,
+    }
+    with atomic_writer(run_dir / "results.json") as f:
+        json.dump(results, f, indent=2)
+    return results
+
+
+# -- predictions from elsewhere -------------------------------------------------------------------
+
+
+def read_predictions(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+    """(line, record) of a predictions file; each needs ``id``, ``prediction`` and ``gold``."""
+    for lineno, obj in read_json_objects(path):
+        for name in ("id", "prediction", "gold"):
+            if obj.get(name) is None:
+                raise InputError(f"{path}:{lineno}: field '{name}' missing")
+        if not isinstance(obj["prediction"], str):
+            raise InputError(f"{path}:{lineno}: field 'prediction': expected a string")
+        yield lineno, obj
+
+
+def score_predictions(path: Path, benchmark: str, cfg: EvaluateConfig) -> tuple[dict[str, Any], list[dict]]:
+    """Score a predictions file against its own gold answers; returns (summary, scored records)."""
+    ex = extraction_for(benchmark)
+    scored = []
+    for _, p in read_predictions(path):
+        meta = p.get("metadata") or {}
+        record = {"id": str(p["id"]), "gold": str(p["gold"]), **score_answer(ex, p["prediction"], str(p["gold"]), meta)}
+        scored.append(record | ({"tokens": p["tokens"]} if "tokens" in p else {}))
+    summary = {"benchmark": benchmark, "extraction": {"name": ex.name, "version": ex.version}}
+    return summary | summarize(scored, cfg), scored
+
+
+# -- command --------------------------------------------------------------------------------------
+
+
+def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``rscaffold evaluate`` (config options and KEY=VALUE overrides are added by the CLI)."""
+    p.add_argument("--run-dir", help="run folder: score every decoded/*.jsonl, write results.json and scored/")
+    p.add_argument("--benchmark", help=f"benchmark of --predictions: {', '.join(SPECS)}")
+    p.add_argument("--predictions", type=Path, help="JSONL with id, prediction, gold (and question)")
+    p.add_argument("--output", type=Path, help="scored records of --predictions, one per line")
+
+
+def cmd_evaluate(args: argparse.Namespace, cfg: Any) -> int:
+    """``rscaffold evaluate``: a run folder, or a predictions file; prints the summary as JSON."""
+    ecfg = getattr(cfg, "evaluate", None) or EvaluateConfig()  # the CLI passes the whole Config
+    if getattr(args, "predictions", None) is not None:
+        if not args.benchmark or args.output is None:
+            raise InputError("evaluate --predictions needs --benchmark NAME and --output FILE")
+        summary, scored = score_predictions(args.predictions, args.benchmark, ecfg)
+        write_scored(args.output, scored)
+        print(json.dumps(summary, indent=2))
+        return 0
+    if getattr(args, "run_dir", None) is None:
+        raise InputError("evaluate: give --run-dir DIR, or --benchmark NAME --predictions FILE --output FILE")
+    results = evaluate_run(Path(args.run_dir), ecfg)
+    for e in results["entries"]:
+        p = e["pass@1_strict"]
+        print(
+            f"{e['method']:<14} {e['signal_source']:<12} {e['benchmark']}/{e['split']:<14} n={e['n']:<5} "
+            f"pass@1 {p['mean']:.3f} [{p['lo']:.3f}, {p['hi']:.3f}]  flexible {e['pass@1_flexible']['mean']:.3f}"
+        )
+    print(f"evaluate: wrote {Path(args.run_dir) / 'results.json'}", file=sys.stderr)
+    return 0

@@ -1,0 +1,132 @@
+"""A batch of sequences decoded together with one left-padded KV cache.
+
+Rows are fed one token each per forward; finished rows leave the batch (and the cache) at once;
+a row whose context was shortened (pruning) is re-encoded alone and written back into the cache.
+Shared by the decoder and the generative predictor.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from rscaffold.schema import Question, Step
+from rscaffold.signals import Signal
+
+
+@dataclass
+class Student:
+    """What decoding needs of a trained student.
+
+    ``lm`` is a Hugging Face causal LM with ``.model`` (the backbone, returning final-normed hidden
+    states) and ``.lm_head``; ``signal_head`` maps a hidden state to the C signal logits; ``signal_bias``
+    is ``lm_head(SEL.weight)``, shape (C, vocab). Baselines have neither.
+    """
+
+    lm: Any
+    tokenizer: Any
+    prompt: Callable[[str], str]
+    signal_head: torch.nn.Module | None = None
+    signal_bias: torch.Tensor | None = None
+    method: str = "scaffold"
+
+
+@dataclass
+class Row:
+    """One question being decoded."""
+
+    question: Question
+    context: list[int]
+    """Token ids the cache of this row holds (prompt, then the kept steps)."""
+    steps: list[Step] = field(default_factory=list)
+    signal: Signal | None = None
+    confidence: float = 1.0
+    segment: list[int] = field(default_factory=list)
+    answering: bool = False
+    tokens: int = 0
+    answer: str = ""
+    stop_reason: str = ""
+    prompt_len: int = 0
+    step_tokens: list[list[int]] = field(default_factory=list)
+    """Token ids of each written step, boundary included; pruning rebuilds the context from them."""
+
+    def __post_init__(self) -> None:
+        self.prompt_len = self.prompt_len or len(self.context)
+
+
+def _cache_kwarg(lm: Any) -> str:
+    # transformers 5.x renamed `past_key_values` to `cache` (the old name is deprecated, not gone).
+    params = inspect.signature(lm.model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+class Batch:
+    """The rows decoded together and their shared, left-padded KV cache."""
+
+    def __init__(self, student: Student, rows: list[Row]):
+        self.student, self.rows = student, rows
+        self.kwarg = _cache_kwarg(student.lm)
+        self.cache: Any = None
+        self.mask = torch.zeros(len(rows), 0, dtype=torch.long)
+        self.hidden = self._prefill([r.context for r in rows])
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.student.lm.parameters()).device
+
+    def _prefill(self, contexts: list[list[int]], width: int | None = None) -> torch.Tensor:
+        """Encode left-padded contexts from scratch; returns the last hidden state of each."""
+        from transformers import DynamicCache
+
+        width = width or max(len(c) for c in contexts)
+        pad = self.student.tokenizer.pad_token_id or 0
+        ids = torch.tensor([[pad] * (width - len(c)) + c for c in contexts], device=self.device)
+        mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in contexts], device=self.device)
+        out = self._forward(ids, mask, (mask.cumsum(-1) - 1).clamp(min=0), DynamicCache())
+        self.cache, self.mask = out[self.kwarg], mask
+        return out.last_hidden_state[:, -1]
+
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> Any:
+        kwargs = {self.kwarg: cache}
+        return self.student.lm.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **kwargs)
+
+    def step(self, tokens: list[int]) -> None:
+        """Feed one token per row."""
+        ids = torch.tensor(tokens, device=self.device).unsqueeze(-1)
+        pos = torch.tensor([len(r.context) for r in self.rows], device=self.device).unsqueeze(-1)
+        self.mask = torch.cat([self.mask, torch.ones(len(self.rows), 1, dtype=torch.long, device=self.device)], 1)
+        out = self._forward(ids, self.mask, pos, self.cache)
+        self.cache, self.hidden = out[self.kwarg], out.last_hidden_state[:, -1]
+        for row, tok in zip(self.rows, tokens, strict=True):
+            row.context.append(tok)
+
+    def keep(self, keep: list[int]) -> None:
+        """Drop finished rows, releasing their share of the cache."""
+        if not keep:
+            self.rows, self.cache = [], None
+            return
+        index = torch.tensor(keep, dtype=torch.long, device=self.device)
+        self.cache.batch_select_indices(index)
+        self.mask, self.hidden = self.mask[index], self.hidden[index]
+        self.rows = [self.rows[i] for i in keep]
+
+    def reencode(self, which: list[int]) -> None:
+        """Re-encode the rows whose context pruning changed, left-padded to the batch's width."""
+        others = Batch.__new__(Batch)
+        others.student, others.kwarg, others.rows = self.student, self.kwarg, [self.rows[i] for i in which]
+        hidden = others._prefill([self.rows[i].context for i in which], width=self.mask.shape[1])
+        for layer_new, layer in zip(_layers(others.cache), _layers(self.cache), strict=True):
+            for new, old in zip(layer_new, layer, strict=True):
+                old[which] = new
+        self.mask[which] = others.mask
+        self.hidden[which] = hidden
+
+
+def _layers(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    if hasattr(cache, "layers"):
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    return list(zip(cache.key_cache, cache.value_cache, strict=True))  # transformers < 4.54

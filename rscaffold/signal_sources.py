@@ -1,0 +1,160 @@
+"""Where the signal of each next step comes from (METHOD.md section 5): the proposer's head, the
+paper's generative predictor, the teacher's sequence (golden), random draws, or none."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+import torch
+
+from rscaffold.kvbatch import Batch, Row, Student
+from rscaffold.schema import Question, Step
+from rscaffold.signals import Signal
+
+
+class SignalSource(Protocol):
+    """Chooses the next signal of each row at a decision point: (signal, confidence)."""
+
+    name: str
+
+    def choose(self, rows: Sequence[Row], signal_logits: torch.Tensor | None) -> list[tuple[Signal, float]]: ...
+
+
+class HeadPredictor:
+    """The proposer's own signal head: softmax over the C signals, confidence = top probability."""
+
+    name = "predictor-head"
+
+    def choose(self, rows: Sequence[Row], signal_logits: torch.Tensor | None) -> list[tuple[Signal, float]]:
+        assert signal_logits is not None, "the head predictor needs a student with a signal head"
+        probs = signal_logits.float().softmax(-1)
+        conf, idx = probs.max(-1)
+        return [(Signal(int(i)), float(c)) for i, c in zip(idx, conf, strict=True)]
+
+
+class GoldenSignals:
+    """The teacher's signal sequence of each question (the oracle rows of the paper's tables)."""
+
+    name = "golden"
+
+    def __init__(self, sequences: dict[str, list[Signal | None]]):
+        self.sequences = sequences
+
+    def choose(self, rows: Sequence[Row], signal_logits: torch.Tensor | None) -> list[tuple[Signal, float]]:
+        out = []
+        for row in rows:
+            seq = self.sequences.get(row.question.id, [])
+            t = len(row.steps)
+            signal = seq[t] if t < len(seq) else Signal.RESPONSE
+            out.append((signal if signal is not None else Signal.REASONING, 1.0))
+        return out
+
+
+class RandomSignals:
+    """Signals drawn from the training distribution, with a step count drawn from the training ones."""
+
+    name = "random"
+
+    def __init__(self, probs: dict[Signal, float], lengths: Sequence[int], seed: int = 0):
+        self.rng = random.Random(seed)
+        self.signals, self.weights = list(probs), list(probs.values())
+        self.lengths = list(lengths) or [1]
+        self.plan: dict[str, int] = {}
+
+    def choose(self, rows: Sequence[Row], signal_logits: torch.Tensor | None) -> list[tuple[Signal, float]]:
+        out = []
+        for row in rows:
+            n = self.plan.setdefault(row.question.id, self.rng.choice(self.lengths))
+            done = len(row.steps) >= n
+            out.append((Signal.RESPONSE if done else self.rng.choices(self.signals, self.weights)[0], 1.0))
+        return out
+
+
+class NoSignals:
+    """Free decoding: one segment, the whole output, until end of text (the baselines)."""
+
+    name = "none"
+
+    def choose(self, rows: Sequence[Row], signal_logits: torch.Tensor | None) -> list[tuple[Signal, float]]:
+        return [(Signal.RESPONSE, 1.0) for _ in rows]
+
+
+class GenerativePredictor:
+    """The paper's predictor: a separate causal LM that answers ``\\boxed{name}`` after the context.
+
+    Confidence is the geometric mean of the probabilities of the name's tokens. Constrained, it can
+    only write one of the seven names (greedy over the names' token trie); unconstrained, an answer
+    that names no signal has confidence 0, so the gate ends the reasoning.
+    """
+
+    name = "predictor-generative"
+
+    def __init__(self, student: Student, query: Callable[[Question, list[Step]], str], constrained: bool = True):
+        self.student, self.query, self.constrained = student, query, constrained
+        tok = student.tokenizer
+        self.names = {s: tok.encode(f"{s.title}}}", add_special_tokens=False) for s in Signal}
+        self.close = tok.encode("}", add_special_tokens=False)[-1]
+
+    def choose(self, rows: Sequence[Row], signal_logits: torch.Tensor | None) -> list[tuple[Signal, float]]:
+        tok = self.student.tokenizer
+        probe = [Row(r.question, tok.encode(self.query(r.question, r.steps))) for r in rows]
+        batch = Batch(self.student, probe)
+        written: list[list[int]] = [[] for _ in probe]
+        logps: list[list[float]] = [[] for _ in probe]
+        for _ in range(max(len(v) for v in self.names.values()) if self.constrained else 16):
+            logits = self.student.lm.lm_head(batch.hidden).float().log_softmax(-1)
+            picks = [self._pick(logits[i], written[i]) for i in range(len(probe))]
+            for i, p in enumerate(picks):
+                if not self._finished(written[i]):
+                    written[i].append(p)
+                    logps[i].append(float(logits[i, p]))
+            if all(self._finished(w) for w in written):
+                break
+            batch.step(picks)
+        return [self._result(w, lp) for w, lp in zip(written, logps, strict=True)]
+
+    def _pick(self, logp: torch.Tensor, written: list[int]) -> int:
+        if not self.constrained:
+            return int(logp.argmax())
+        allowed = {
+            ids[len(written)]
+            for ids in self.names.values()
+            if ids[: len(written)] == written and len(ids) > len(written)
+        }
+        if not allowed:
+            return self.close
+        allowed_ids = torch.tensor(sorted(allowed))
+        return int(allowed_ids[logp[allowed_ids].argmax()])
+
+    def _finished(self, written: list[int]) -> bool:
+        return bool(written) and (written[-1] == self.close or len(written) >= 16)
+
+    def _result(self, written: list[int], logps: list[float]) -> tuple[Signal, float]:
+        text = self.student.tokenizer.decode(written).split("}")[0]
+        try:
+            signal = Signal.parse(text)
+        except ValueError:
+            return Signal.RESPONSE, 0.0
+        name_logps = logps[:-1] if written and written[-1] == self.close else logps
+        return signal, float(torch.tensor(name_logps).mean().exp()) if name_logps else 0.0
+
+
+def golden_sequences(traces: Iterable[Any]) -> dict[str, list[Signal | None]]:
+    """The teacher's signal sequence (thinking steps) of each question, from labelled traces."""
+    return {t.question_id: [s.signal for s in t.steps if s.signal is not Signal.RESPONSE] for t in traces}
+
+
+def random_source(traces: Iterable[Any], seed: int = 0) -> RandomSignals:
+    """Random signals that match the training traces' signal distribution and step counts."""
+    counts: dict[Signal, int] = {}
+    lengths = []
+    for t in traces:
+        thinking = [s for s in t.steps if s.signal is not Signal.RESPONSE]
+        lengths.append(len(thinking))
+        for s in thinking:
+            if s.signal is not None:
+                counts[s.signal] = counts.get(s.signal, 0) + 1
+    total = sum(counts.values()) or 1
+    return RandomSignals({s: n / total for s, n in sorted(counts.items())}, lengths, seed)

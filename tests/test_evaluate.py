@@ -1,0 +1,121 @@
+"""`rscaffold evaluate`: a run folder of hand-made decoded files, and predictions from elsewhere."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from rscaffold.evaluate import EvaluateConfig, add_evaluate_arguments, cmd_evaluate, evaluate_run
+from rscaffold.schema import Decoded, InputError, Question, Step, read_jsonl, write_jsonl
+from rscaffold.testbed.problems import TestbedConfig, write_splits
+
+GOLDEN = ["reasoning", "conclusion", "contrast", "conclusion", "response"]
+
+
+def _decoded(q: Question, method: str, source: str, right: bool, rng: random.Random) -> Decoded:
+    """A student output for a testbed question: right or wrong, with one stated value and one equation."""
+    names = {x["id"]: x["name"] for x in q.metadata["quantities"]}
+    target = names[q.metadata["target"]] if right else "Z"
+    value = int(q.gold) if right else int(q.gold) + 1
+    signals = GOLDEN if source == "golden" else [rng.choice(GOLDEN[:-1]) for _ in range(4)] + ["response"]
+    texts = [f"Let me see, 2 + 3 = {5 if right else 6}.", f"So {target} = {value}.", "But wait.", "Thus done."]
+    steps = [Step(text=t, signal=s, confidence=0.97) for t, s in zip(texts, signals[:-1], strict=True)]
+    answer = f"So the answer follows.\n###Answer: \\boxed{{{value}}}"
+    steps.append(Step(text=answer, signal="response", confidence=0.99))
+    return Decoded(
+        question_id=q.id, method=method, signal_source=source, benchmark="testbed", split=q.metadata["split"],
+        question=q.text, gold=q.gold, steps=steps, answer_text=answer, tokens=40 + 10 * right,
+        stop_reason="response", metadata={"golden_signals": GOLDEN},
+    )  # fmt: skip
+
+
+def make_run(tmp_path: Path, n: int = 60) -> Path:
+    """A run folder: testbed splits, and decoded files for two methods on test_id and test_perturbed."""
+    run = tmp_path / "run"
+    cfg = TestbedConfig(train=5, test_id=n, test_ood=5, test_surface=5, perturbed_groups=10, perturbed_variants=3)
+    write_splits(cfg, 0, run / "testbed")
+    rng = random.Random(0)
+    for split in ("test_id", "test_perturbed"):
+        questions = list(read_jsonl(run / "testbed" / f"{split}.jsonl", Question))
+        for method, source, share in (("scaffold", "golden", 0.75), ("cot-sft", "none", 0.25)):
+            records = [_decoded(q, method, source, i < share * len(questions), rng) for i, q in enumerate(questions)]
+            write_jsonl(run / "decoded" / f"{method}__{source}__{split}.jsonl", records)
+    return run
+
+
+def test_run_folder_results(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    results = evaluate_run(run, EvaluateConfig(bootstrap_samples=200))
+    entries = {(e["method"], e["split"]): e for e in results["entries"]}
+    assert len(entries) == 4
+    e = entries["scaffold", "test_id"]
+    p = e["pass@1_strict"]
+    assert p["mean"] == 0.75 and p["lo"] < 0.75 < p["hi"] and p["n"] == 60
+    assert e["pass@1_flexible"]["mean"] == 0.75 and e["extraction"] == {"name": "number", "version": "1"}
+    assert e["tokens_per_answer"] == pytest.approx(0.75 * 50 + 0.25 * 40)
+    assert sum(v["n"] for v in e["accuracy_by_ops"].values()) == 60
+    c = e["consistency"]
+    assert c["equations_right"] == 0.75
+    assert c["conclusions_true"] == 1.0  # the wrong outputs name "Z", which is no quantity of the question
+    sig = e["signals"]
+    assert sig["next_signal"]["accuracy"] == 1.0 and sig["edit_distance"] == 0.0
+    assert sig["transition_divergence"] == pytest.approx(0.0)
+    assert entries["cot-sft", "test_id"]["signals"]["next_signal"]["accuracy"] < 1.0
+    groups = entries["scaffold", "test_perturbed"]["consistency"]["groups"]
+    assert groups["groups"] == 10 and 0 <= groups["same_outcome"] <= 1
+    scored = [json.loads(line) for line in (run / "scored" / "scaffold__golden__test_id.jsonl").open()]
+    assert len(scored) == 60 and sum(r["correct"] for r in scored) == 45
+    assert {"answer_strict", "answer_flexible", "correct_strict", "tokens"} <= set(scored[0])
+    assert json.loads((run / "results.json").read_text())["entries"][0]["extraction"]["name"] == "number"
+
+
+def _args(**kw) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_evaluate_arguments(parser)
+    args = parser.parse_args([])
+    for k, v in kw.items():
+        setattr(args, k, v)
+    return args
+
+
+def test_predictions_from_elsewhere(tmp_path: Path, capsys) -> None:
+    preds = tmp_path / "preds.jsonl"
+    rows = [
+        {"id": "1", "prediction": "9 * 2 = 18\n#### 18", "gold": "18"},
+        {"id": "2", "prediction": "The answer is 3.", "gold": "3", "question": "q"},
+        {"id": "3", "prediction": "It is 70,000 dollars", "gold": "70000"},
+        {"id": "4", "prediction": "#### 5", "gold": "6"},
+    ]
+    preds.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "scored.jsonl"
+    assert cmd_evaluate(_args(benchmark="gsm8k", predictions=preds, output=out), None) == 0
+    scored = [json.loads(line) for line in out.open()]
+    assert [r["correct"] for r in scored] == [True, True, False, False]
+    assert [r["correct_flexible"] for r in scored] == [True, True, True, False]
+    assert scored[2]["answer_flexible"] == "70,000"
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["pass@1_strict"]["mean"] == 0.5 and summary["pass@1_flexible"]["mean"] == 0.75
+
+
+def test_bad_input_is_an_input_error(tmp_path: Path) -> None:
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text(json.dumps({"id": "1", "prediction": "x", "gold": "1"}) + "\n" + json.dumps({"id": "2"}) + "\n")
+    with pytest.raises(InputError, match=r"preds.jsonl:2: field 'prediction' missing"):
+        cmd_evaluate(_args(benchmark="gsm8k", predictions=preds, output=tmp_path / "o.jsonl"), None)
+    assert not (tmp_path / "o.jsonl").exists()
+    with pytest.raises(InputError, match="unknown benchmark 'nope'"):
+        cmd_evaluate(_args(benchmark="nope", predictions=preds, output=tmp_path / "o.jsonl"), None)
+    with pytest.raises(InputError, match="no decoded files"):
+        cmd_evaluate(_args(run_dir=str(tmp_path)), None)
+
+
+def test_command_on_a_run_folder(tmp_path: Path, capsys) -> None:
+    run = make_run(tmp_path, n=20)
+    assert cmd_evaluate(_args(run_dir=str(run)), None) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and all("pass@1" in line for line in lines)
+    assert len(list((run / "scored").glob("*.jsonl"))) == 4

@@ -1,0 +1,90 @@
+"""`rscaffold report`: the page, its PNGs, and a render in headless Chromium with no script errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from rscaffold.evaluate import EvaluateConfig, evaluate_run
+from rscaffold.report import ReportConfig, add_report_arguments, cmd_report, split_overrides, write_report
+from rscaffold.schema import Decoded as DecodedRecord
+from rscaffold.schema import InputError, read_jsonl, write_jsonl
+from tests.test_evaluate import make_run
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    """A run of two methods, evaluated, with an injection attempt in one output, then reported."""
+    run = make_run(tmp_path_factory.mktemp("report"), n=30)
+    path = run / "decoded" / "scaffold__golden__test_id.jsonl"
+    records = list(read_jsonl(path, DecodedRecord))
+    records[0].answer_text += "</script><script>throw new Error('injected')</script>__DATA__"
+    records[0].steps[-1].text = records[0].answer_text
+    write_jsonl(path, records)
+    evaluate_run(run, EvaluateConfig(bootstrap_samples=100))
+    return write_report([run], run / "report", ReportConfig(viewer_questions=20))
+
+
+def test_report_files(report: Path) -> None:
+    page = report.read_text()
+    for png in ("accuracy_by_method", "accuracy_by_ops", "tokens_vs_accuracy", "signal_distribution", "transitions"):
+        assert (report.parent / f"{png}.png").stat().st_size > 1000
+        assert f'src="{png}.png"' in page
+    assert page.count("<tr>") == 1 + 4 and "scaffold" in page and "cot-sft" in page
+    assert "http://" not in page and "https://" not in page  # works offline: no CDN
+    data = page.split('<script type="application/json" id="data">')[1].split("</script>")[0]
+    assert len(json.loads(data)["questions"]) == 4 * 20
+
+
+def test_cli_arguments_and_errors(tmp_path: Path, report: Path, capsys) -> None:
+    parser = argparse.ArgumentParser()
+    add_report_arguments(parser)
+    args = parser.parse_args([str(report.parent.parent), "report.title=x", "--output", str(tmp_path / "r")])
+    split_overrides(args)
+    assert args.overrides == ["report.title=x"] and len(args.run_dirs) == 1
+    assert cmd_report(args, None) == 0 and (tmp_path / "r" / "index.html").is_file()
+    assert capsys.readouterr().out.strip().endswith("index.html")
+    with pytest.raises(InputError, match=r"results\.json: not found"):
+        write_report([tmp_path], tmp_path / "out", ReportConfig())
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if found is None:
+        script = ROOT / "scripts" / "install_chromium.sh"
+        subprocess.run(["sh", str(script)], capture_output=True, timeout=300, check=False)
+        found = shutil.which("chromium")
+    if found is None:
+        pytest.skip("chromium not found and scripts/install_chromium.sh could not install it (needs root and apt)")
+    return found
+
+
+def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
+    chromium = _chromium()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+             "--virtual-time-budget=3000", "--dump-dom"]  # fmt: skip
+    started = time.perf_counter()
+    done = subprocess.run([chromium, *flags, report.as_uri()], capture_output=True, text=True, timeout=60)
+    seconds = time.perf_counter() - started
+    dom = done.stdout
+    assert done.returncode == 0, done.stderr[-2000:]
+    errors = re.search(r'<pre id="errors">(.*?)</pre>', dom, re.DOTALL)
+    assert errors is not None and errors.group(1).strip() == "", errors.group(1) if errors else dom[:2000]
+    assert not re.search(r"Uncaught|CONSOLE\(\d+\).*error", done.stderr), done.stderr[-2000:]
+    assert dom.count("<tr>") == 1 + 4  # the comparison table
+    assert dom.count('class="q right"') + dom.count('class="q wrong"') == 4 * 20  # the viewer drew every card
+    assert 'class="q wrong"' in dom and 'class="q right"' in dom and 'class="sig"' in dom
+    assert "&lt;/script&gt;&lt;script&gt;throw" in dom  # the injected markup is shown as text, not run
+    assert "80 of 80 shown" in dom
+    print(f"chromium render: {seconds:.1f} s")
