@@ -94,8 +94,7 @@ class Decoder:
 
     @torch.no_grad()
     def _batch(self, questions: list[Question]) -> list[Decoded]:
-        tok = self.student.tokenizer
-        rows = [Row(q, tok.encode(self.student.prompt(q.text))) for q in questions]
+        rows = [Row(q, self.student.encode(self.student.prompt(q.text))) for q in questions]
         batch = Batch(self.student, rows)
         self._decide(batch, list(range(len(rows))))
         while batch.rows:

@@ -30,9 +30,17 @@ class Student:
     lm: Any
     tokenizer: Any
     prompt: Callable[[str], str]
+    """The question text -> the prompt text it was trained with."""
     signal_head: torch.nn.Module | None = None
     signal_bias: torch.Tensor | None = None
     method: str = "scaffold"
+    add_bos: bool = False
+    """Whether training sequences start with the bos token."""
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of a prompt as training laid them out: [bos] then the text alone."""
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        return [self.tokenizer.bos_token_id, *ids] if self.add_bos else ids
 
 
 @dataclass

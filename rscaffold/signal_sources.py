@@ -82,28 +82,33 @@ class NoSignals:
 
 
 class GenerativePredictor:
-    """The paper's predictor: a separate causal LM that answers ``\\boxed{name}`` after the context.
+    """The paper's predictor: a separate causal LM that writes ``\\boxed{name}`` after the context.
 
-    Confidence is the geometric mean of the probabilities of the name's tokens. Constrained, it can
-    only write one of the seven names (greedy over the names' token trie); unconstrained, an answer
-    that names no signal has confidence 0, so the gate ends the reasoning.
+    ``query(question, steps)`` gives its input text (the context so far and the query line, as the
+    training pairs of ``rscaffold build`` have it). Confidence is the geometric mean of the
+    probabilities of the name's tokens. Constrained, it can only write one of the seven names (greedy
+    over the token trie of the seven completions); unconstrained, an answer that names no signal has
+    confidence 0, so the gate ends the reasoning.
     """
 
     name = "predictor-generative"
+    MAX_TOKENS = 24
 
     def __init__(self, student: Student, query: Callable[[Question, list[Step]], str], constrained: bool = True):
         self.student, self.query, self.constrained = student, query, constrained
         tok = student.tokenizer
-        self.names = {s: tok.encode(f"{s.title}}}", add_special_tokens=False) for s in Signal}
-        self.close = tok.encode("}", add_special_tokens=False)[-1]
+        self.completions = {s: tok.encode(f"\\boxed{{{s.title}}}", add_special_tokens=False) for s in Signal}
+        # Tokens shared by every completion ("\\boxed{") are not part of the name's confidence.
+        first = list(self.completions.values())
+        self.shared = next(i for i in range(min(map(len, first))) if len({c[i] for c in first}) > 1)
 
     def choose(self, rows: Sequence[Row], signal_logits: torch.Tensor | None) -> list[tuple[Signal, float]]:
-        tok = self.student.tokenizer
-        probe = [Row(r.question, tok.encode(self.query(r.question, r.steps))) for r in rows]
+        probe = [Row(r.question, self.student.encode(self.query(r.question, r.steps))) for r in rows]
         batch = Batch(self.student, probe)
         written: list[list[int]] = [[] for _ in probe]
         logps: list[list[float]] = [[] for _ in probe]
-        for _ in range(max(len(v) for v in self.names.values()) if self.constrained else 16):
+        steps = max(map(len, self.completions.values())) if self.constrained else self.MAX_TOKENS
+        for _ in range(steps):
             logits = self.student.lm.lm_head(batch.hidden).float().log_softmax(-1)
             picks = [self._pick(logits[i], written[i]) for i in range(len(probe))]
             for i, p in enumerate(picks):
@@ -118,27 +123,28 @@ class GenerativePredictor:
     def _pick(self, logp: torch.Tensor, written: list[int]) -> int:
         if not self.constrained:
             return int(logp.argmax())
-        allowed = {
-            ids[len(written)]
-            for ids in self.names.values()
-            if ids[: len(written)] == written and len(ids) > len(written)
-        }
-        if not allowed:
-            return self.close
-        allowed_ids = torch.tensor(sorted(allowed))
-        return int(allowed_ids[logp[allowed_ids].argmax()])
+        n = len(written)
+        allowed = sorted({c[n] for c in self.completions.values() if c[:n] == written and len(c) > n})
+        if not allowed:  # a completion is finished; the token is not used
+            return int(logp.argmax())
+        ids = torch.tensor(allowed)
+        return int(ids[logp[ids].argmax()])
 
     def _finished(self, written: list[int]) -> bool:
-        return bool(written) and (written[-1] == self.close or len(written) >= 16)
+        if self.constrained:
+            return written in self.completions.values()
+        text = self.student.tokenizer.decode(written)
+        return "}" in text or len(written) >= self.MAX_TOKENS or (written[-1:] == [self.student.tokenizer.eos_token_id])
 
     def _result(self, written: list[int], logps: list[float]) -> tuple[Signal, float]:
-        text = self.student.tokenizer.decode(written).split("}")[0]
+        text = self.student.tokenizer.decode(written, skip_special_tokens=True)
+        name = text.split("{", 1)[-1].split("}", 1)[0]
         try:
-            signal = Signal.parse(text)
+            signal = Signal.parse(name)
         except ValueError:
             return Signal.RESPONSE, 0.0
-        name_logps = logps[:-1] if written and written[-1] == self.close else logps
-        return signal, float(torch.tensor(name_logps).mean().exp()) if name_logps else 0.0
+        name_logps = logps[self.shared :] or logps
+        return signal, float(torch.tensor(name_logps).mean().exp())
 
 
 def golden_sequences(traces: Iterable[Any]) -> dict[str, list[Signal | None]]:

@@ -69,7 +69,7 @@ CFG = {"max_steps": 6, "max_step_tokens": 8, "max_answer_tokens": 5, "max_tokens
 def reference(student: Student, q: Question, cfg: DecodeConfig, golden: list[Signal] | None) -> dict:
     """One question, no cache: the whole context is encoded again for every token."""
     tok, lm = student.tokenizer, student.lm
-    prompt = tok.encode(student.prompt(q.text))
+    prompt = student.encode(student.prompt(q.text))
     context, steps, kept, tokens = list(prompt), [], [], 0
 
     def last_hidden(ids):
@@ -169,7 +169,7 @@ def test_pruning_keeps_exactly_the_conclusion_steps(student):
     golden = [R, R, C, R, C, R]
     source = GoldenSignals({q.id: golden for q in questions(3)})
     for d in Decoder(student, source, DecodeConfig(prune=True, **CFG))(questions(3)):
-        prompt = len(student.tokenizer.encode(student.prompt(d.question)))
+        prompt = len(student.encode(student.prompt(d.question)))
         sizes = d.metadata["step_tokens"]
         kept = sizes[2] + sizes[4] + sizes[5]  # both conclusions, and the step of the unfinished stage
         answer = len(student.tokenizer.encode(d.answer_text, add_special_tokens=False))
@@ -200,9 +200,9 @@ def test_random_and_none_sources(student):
 
 
 def test_generative_predictor_constrained_to_the_names(student):
-    pred = GenerativePredictor(student, lambda q, steps: f"Q: {q.text}\nNext: \\boxed{{", constrained=True)
+    pred = GenerativePredictor(student, lambda q, steps: f"Q: {q.text}\nNext signal:", constrained=True)
     for d in Decoder(student, pred, DecodeConfig(tau=0.0, **CFG))(questions(3)):
         assert all(0 < s.confidence <= 1 for s in d.steps)
-    free = GenerativePredictor(student, lambda q, steps: f"Q: {q.text}\nNext: \\boxed{{", constrained=False)
+    free = GenerativePredictor(student, lambda q, steps: f"Q: {q.text}\nNext signal:", constrained=False)
     (d,) = Decoder(student, free, DecodeConfig(tau=0.5, **CFG))(questions(1))
     assert d.stop_reason == "gate"  # an untrained predictor names no signal: confidence 0
