@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rscaffold import evaluate, generate, import_traces, label, report, segment, stats
+from rscaffold import decode, evaluate, generate, import_traces, label, report, segment, stats
 from rscaffold.config import Config, load_config, shipped_config
 from rscaffold.runs import ARTIFACTS, record_stage, stage_paths
 from rscaffold.schema import InputError, Question, Trace, atomic_writer, read_jsonl, write_jsonl
@@ -156,13 +156,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_run(args)
 
 
-def _with_config(command: Callable[[argparse.Namespace, Config], int]) -> Callable[[argparse.Namespace], int]:
-    """Adapt a stage module's ``cmd_*(args, cfg)`` to the parser: load the config, then run."""
+def _with_config(
+    command: Callable[[argparse.Namespace, Config], int],
+    shortcuts: Callable[[argparse.Namespace], dict[str, Any]] | None = None,
+) -> Callable[[argparse.Namespace], int]:
+    """Adapt a stage module's ``cmd_*(args, cfg)`` to the parser: load the config, then run.
+
+    ``shortcuts`` turns the command's own options into dotted overrides (``--tau`` -> ``decode.tau``).
+    """
 
     def run(args: argparse.Namespace) -> int:
         if args.command == "report":
             report.split_overrides(args)
-        return command(args, _config(args, {}))
+        return command(args, _config(args, shortcuts(args) if shortcuts else {}))
 
     return run
 
@@ -220,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="print one JSON object")
     _io_options(st)
     st.set_defaults(func=cmd_stats)
+
+    dec = sub.add_parser("decode", help="signal-guided decoding of questions by a trained student")
+    decode.add_decode_arguments(dec)
+    _config_options(dec)
+    dec.set_defaults(func=_with_config(decode.cmd_decode, decode.overrides))
 
     ev = sub.add_parser("evaluate", help="score decoded outputs (results.json) or a predictions file")
     evaluate.add_evaluate_arguments(ev)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rscaffold.decode import DecodeConfig
 from rscaffold.evaluate import EvaluateConfig
 from rscaffold.report import ReportConfig
 from rscaffold.schema import InputError
@@ -85,6 +86,7 @@ class Config(Section):
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     import_: ImportConfig = Field(default_factory=ImportConfig, alias="import")
     label: LabelConfig = Field(default_factory=LabelConfig)
+    decode: DecodeConfig = Field(default_factory=DecodeConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 

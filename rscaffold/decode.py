@@ -14,15 +14,27 @@ section 4) that is computed once.
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 from collections.abc import Callable, Iterable, Iterator
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from rscaffold.kvbatch import Batch, Row, Student
-from rscaffold.schema import Decoded, Question, Step
-from rscaffold.signal_sources import SignalSource
+from rscaffold.schema import Decoded, InputError, Question, Step, Trace, read_jsonl, write_jsonl
+from rscaffold.signal_sources import (
+    GenerativePredictor,
+    GoldenSignals,
+    HeadPredictor,
+    NoSignals,
+    SignalSource,
+    golden_sequences,
+    random_source,
+)
 from rscaffold.signals import Signal
 
 BOUNDARY = "\n\n"
@@ -48,6 +60,9 @@ class DecodeConfig(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass when sampling.")
     constrained: bool = Field(True, description="The generative predictor can only emit one of the seven names.")
     seed: int = Field(0, description="Seed of sampling and of random signals.")
+    students: list[str] = Field(["scaffold"], description="Run folder: the students/<name> folders to decode.")
+    splits: list[str] = Field(["test_id"], description="Run folder: the testbed splits to decode.")
+    device: str = Field("auto", description="auto (a GPU when there is one), cpu, cuda, ...")
 
 
 def _sample(logits: torch.Tensor, cfg: DecodeConfig, gen: torch.Generator) -> list[int]:
@@ -207,3 +222,138 @@ class Decoder:
             stop_reason=row.stop_reason,
             metadata=self._metadata(row),
         )
+
+
+def student_from_folder(path: str | Path, device: str | None = None) -> Student:
+    """A trained student folder (``rscaffold train``) as decoding needs it."""
+    from rscaffold.model import load_student
+
+    model, tokenizer, meta = load_student(path, device)
+    template = meta.get("prompt_template") or "{question}"
+    return Student(
+        lm=model.base_lm(),
+        tokenizer=tokenizer,
+        prompt=lambda question: template.format(question=question),
+        signal_head=model.signal_head,
+        signal_bias=model.signal_bias() if model.signal_embedding is not None else None,
+        method=meta.get("recipe", Path(path).name),
+        add_bos=bool(meta.get("add_bos", False)),
+    )
+
+
+def predictor_from_folder(path: str | Path, proposer: Student, constrained: bool) -> GenerativePredictor:
+    """The generative predictor trained by ``rscaffold train --recipe predictor``."""
+    from rscaffold.model import load_student
+
+    model, tokenizer, meta = load_student(path)
+    query_line = meta.get("predictor_query", "Next signal:")
+    student = Student(lm=model.base_lm(), tokenizer=tokenizer, prompt=proposer.prompt, add_bos=proposer.add_bos)
+
+    def query(question: Question, steps: list[Step]) -> str:
+        return proposer.prompt(question.text) + "".join(s.text + s.sep for s in steps) + query_line
+
+    return GenerativePredictor(student, query, constrained)
+
+
+def make_source(
+    cfg: DecodeConfig, student: Student, golden: dict | None, train_traces: Path | None, predictor: str | Path | None
+) -> SignalSource:
+    """The signal source named by ``cfg.signal_source``, with what it needs or a clear error."""
+    name = cfg.signal_source
+    if name == "predictor-head":
+        if student.signal_head is None:
+            raise InputError(f"{student.method}: this student has no signal head; choose another decode.signal_source")
+        return HeadPredictor()
+    if name == "predictor-generative":
+        if predictor is None:
+            raise InputError(
+                "decode.signal_source=predictor-generative needs --predictor DIR (rscaffold train --recipe predictor)"
+            )
+        return predictor_from_folder(predictor, student, cfg.constrained)
+    if name == "golden":
+        if golden is None:
+            raise InputError(
+                "decode.signal_source=golden needs --golden TRACES.jsonl (labelled teacher traces of the questions)"
+            )
+        return GoldenSignals(golden)
+    if name == "random":
+        if train_traces is None:
+            raise InputError("decode.signal_source=random needs --train-traces FILE (the labelled training traces)")
+        return random_source(read_jsonl(train_traces, Trace), cfg.seed)
+    return NoSignals()
+
+
+def _device(cfg: DecodeConfig) -> str:
+    if cfg.device != "auto":
+        return cfg.device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def decode_file(cfg: DecodeConfig, student_dir: Path, questions: Path, output: Path, extras: dict[str, Any]) -> dict:
+    """Decode one questions file with one student; returns counts for the manifest."""
+    from tqdm import tqdm
+
+    student = student_from_folder(student_dir, _device(cfg))
+    golden = golden_sequences(read_jsonl(extras["golden"], Trace)) if extras.get("golden") else None
+    source = NoSignals() if student.signal_bias is None else None
+    source = source or make_source(cfg, student, golden, extras.get("train_traces"), extras.get("predictor"))
+    decoder = Decoder(student, source, cfg, golden=golden)
+    items = tqdm(read_jsonl(questions, Question), desc=f"decode {student.method}", disable=not sys.stderr.isatty())
+    n = write_jsonl(output, decoder(items))
+    return {"student": student.method, "signal_source": source.name, "questions": n, "output": str(output)}
+
+
+def add_decode_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``rscaffold decode`` (config options and KEY=VALUE overrides are added by the CLI)."""
+    p.add_argument("--student", type=Path, help="trained student folder (rscaffold train)")
+    p.add_argument("--input", type=Path, help="questions JSONL")
+    p.add_argument("--output", type=Path, help="decoded JSONL")
+    p.add_argument("--run-dir", help="run folder: decode students/<decode.students> on testbed/<decode.splits>")
+    p.add_argument("--source", choices=SOURCES, help="signal source (decode.signal_source)")
+    p.add_argument("--tau", type=float, help="gate threshold (decode.tau)")
+    p.add_argument("--predictor", type=Path, help="generative predictor folder (rscaffold train --recipe predictor)")
+    p.add_argument("--golden", type=Path, help="labelled teacher traces of the questions (golden signals)")
+    p.add_argument("--train-traces", type=Path, help="labelled training traces (random signals)")
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The shortcut options as dotted config overrides."""
+    return {"decode.signal_source": args.source, "decode.tau": args.tau}
+
+
+def cmd_decode(args: argparse.Namespace, cfg: Any) -> int:
+    """``rscaffold decode``: one student on one questions file, or every student and split of a run."""
+    dcfg: DecodeConfig = cfg.decode
+    extras = {"golden": args.golden, "train_traces": args.train_traces, "predictor": args.predictor}
+    if args.run_dir is None:
+        if args.student is None or args.input is None or args.output is None:
+            raise InputError("decode: give --student DIR --input FILE --output FILE, or --run-dir DIR")
+        print(json.dumps(decode_file(dcfg, args.student, args.input, args.output, extras)))
+        return 0
+    run = Path(args.run_dir)
+    for name in dcfg.students:
+        for split in dcfg.splits:
+            print(json.dumps(decode_run_split(dcfg, run, name, split, extras)))
+    return 0
+
+
+def decode_run_split(cfg: DecodeConfig, run: Path, name: str, split: str, extras: dict[str, Any]) -> dict:
+    """Decode students/<name> on testbed/<split>.jsonl of a run folder into decoded/."""
+    student_dir, questions = run / "students" / name, run / "testbed" / f"{split}.jsonl"
+    for path, stage in [(student_dir, "train"), (questions, "testbed")]:
+        if not path.exists():
+            raise InputError(f"{path}: not found; run `rscaffold {stage} --run-dir {run}` first")
+    extras = {
+        "golden": extras.get("golden") or _existing(run / "golden" / f"{split}.jsonl"),
+        "train_traces": extras.get("train_traces") or _existing(run / "labelled.jsonl"),
+        "predictor": extras.get("predictor") or _existing(run / "students" / "predictor"),
+    }
+    from rscaffold.model import SIGNAL_FILE
+
+    source = cfg.signal_source if (student_dir / SIGNAL_FILE).exists() else "none"
+    output = run / "decoded" / f"{name}__{source}__{split}.jsonl"
+    return decode_file(cfg, student_dir, questions, output, extras)
+
+
+def _existing(path: Path) -> Path | None:
+    return path if path.exists() else None
