@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rscaffold import decode, evaluate, generate, import_traces, label, report, segment, stats
+from rscaffold import cache, decode, evaluate, generate, import_traces, label, report, segment, serve, stats
 from rscaffold.config import Config, load_config, shipped_config
 from rscaffold.runs import ARTIFACTS, record_stage, stage_paths
 from rscaffold.schema import InputError, Question, Trace, atomic_writer, read_jsonl, write_jsonl
 from rscaffold.signals import LEXICONS, load_lexicon
+from rscaffold.teachers.openai_compat import add_generate_api_arguments
 from rscaffold.testbed.problems import write_splits
 
 T = TypeVar("T")
@@ -40,9 +41,17 @@ def _testbed(cfg: Config, inp: Path | None, out: Path) -> dict[str, Any]:
 
 def _generate(cfg: Config, inp: Path | None, out: Path) -> dict[str, Any]:
     counts: Counter[str] = Counter()
-    questions = progress(read_jsonl(inp, Question), "generate")
-    write_jsonl(out, generate.run(questions, cfg.generate, cfg.run.seed, counts))
-    return {"teacher": cfg.generate.teacher, **counts}
+    report: dict[str, Any] = {}
+    # API teachers draw their own progress bar (with failures and ETA); the scripted one needs ours.
+    questions = read_jsonl(inp, Question)
+    questions = progress(questions, "generate") if cfg.generate.teacher == "scripted" else questions
+    write_jsonl(out, generate.run(questions, cfg.generate, cfg.run.seed, counts, report))
+    failures = out.with_name(out.name + ".failures.jsonl")
+    if report.get("failures"):
+        with atomic_writer(failures) as f:
+            f.writelines(json.dumps(item) + "\n" for item in report["failures"])
+        print(f"generate: {len(report['failures'])} items failed; reasons in {failures}", file=sys.stderr)
+    return {"teacher": cfg.generate.teacher, **counts, **({"ledger": report["ledger"]} if "ledger" in report else {})}
 
 
 def _import(cfg: Config, inp: Path | None, out: Path) -> dict[str, Any]:
@@ -78,7 +87,17 @@ STAGES: dict[str, Callable[[Config, Path | None, Path], dict[str, Any]]] = {
     "label": _label,
     "stats": _stats,
 }
-_BRIEF = ("traces", "kept", "dropped_wrong", "splits", "keyword_coverage", "label_coverage", "lexicon_version")
+_BRIEF = (
+    "traces",
+    "kept",
+    "dropped_wrong",
+    "failed",
+    "ledger",
+    "splits",
+    "keyword_coverage",
+    "label_coverage",
+    "lexicon_version",
+)
 
 
 def run_stage(stage: str, cfg: Config, run_dir: Path) -> dict[str, Any]:
@@ -112,6 +131,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
     shortcuts = {
         "run.seed": getattr(args, "seed", None),
         "generate.teacher": getattr(args, "teacher", None),
+        "generate.api.retry_failed": getattr(args, "retry_failed", None) or None,
         "label.lexicon": getattr(args, "lexicon", None),
         "import.format": getattr(args, "format", None),
     }
@@ -204,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="ask a teacher for thinking traces")
     gen.add_argument("--teacher", choices=sorted(generate.TEACHERS), help="teacher backend (generate.teacher)")
     gen.add_argument("--seed", type=int, help="seed (run.seed)")
+    add_generate_api_arguments(gen)
     _io_options(gen)
     gen.set_defaults(func=cmd_stage)
 
@@ -241,6 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_report_arguments(rep)
     _config_options(rep)
     rep.set_defaults(func=_with_config(report.cmd_report))
+
+    srv = sub.add_parser("serve", help="an OpenAI-compatible server: scripted teacher and judge, local HF models")
+    serve.add_serve_arguments(srv)
+    _config_options(srv)
+    srv.set_defaults(func=_with_config(serve.cmd_serve))
+
+    cch = sub.add_parser("cache", help="the response cache of teachers and judges: stats, export, prune")
+    cache.add_cache_arguments(cch)
+    _config_options(cch)
+    cch.set_defaults(func=_with_config(cache.cmd_cache))
 
     run = sub.add_parser("run", help="chain the stages of run.stages in one run folder")
     run.add_argument("--run-dir", help="run folder (default run.dir, else runs/<time>)")

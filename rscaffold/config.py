@@ -14,11 +14,16 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rscaffold.cache import CacheConfig
 from rscaffold.decode import DecodeConfig
 from rscaffold.evaluate import EvaluateConfig
+from rscaffold.judge import JudgeConfig
 from rscaffold.report import ReportConfig
 from rscaffold.schema import InputError
+from rscaffold.serve import ServeConfig
 from rscaffold.signals import LEXICONS
+from rscaffold.teachers.hf_local import HfTeacherConfig
+from rscaffold.teachers.openai_compat import ApiTeacherConfig
 from rscaffold.testbed.problems import TestbedConfig
 from rscaffold.testbed.teacher import ScriptedConfig
 
@@ -61,10 +66,16 @@ class ImportConfig(Section):
 
 
 class GenerateConfig(Section):
-    teacher: Literal["scripted"] = Field("scripted", description="Teacher backend.")
+    teacher: Literal["scripted", "openai", "hf"] = Field(
+        "scripted", description="Teacher backend: scripted (testbed), openai (any OpenAI-compatible API), hf (local)."
+    )
     split: str = Field("train", description="Testbed split a run generates traces for.")
     filter_wrong: bool = Field(True, description="Drop traces whose final answer disagrees with the gold answer.")
     scripted: ScriptedConfig = Field(default_factory=ScriptedConfig, description="The scripted teacher.")
+    api: ApiTeacherConfig = Field(
+        default_factory=ApiTeacherConfig, description="A teacher behind an OpenAI-compatible API."
+    )
+    hf: HfTeacherConfig = Field(default_factory=HfTeacherConfig, description="A local Hugging Face causal LM teacher.")
 
 
 class LabelConfig(Section):
@@ -86,9 +97,12 @@ class Config(Section):
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     import_: ImportConfig = Field(default_factory=ImportConfig, alias="import")
     label: LabelConfig = Field(default_factory=LabelConfig)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
 
 
 def _parse_value(text: str) -> Any:

@@ -1,0 +1,165 @@
+"""`rscaffold serve`: the OpenAI-compatible endpoints, streaming, the bearer token, faults, the counter."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rscaffold.schema import Question, write_jsonl
+from rscaffold.serve import FaultConfig, ServeConfig, cmd_serve, serve_in_thread
+from rscaffold.teachers import build_messages
+from rscaffold.teachers.openai_compat import ApiTeacher, ApiTeacherConfig
+from rscaffold.testbed.problems import TestbedConfig, make_splits
+from rscaffold.testbed.teacher import ScriptedConfig, ScriptedTeacher
+
+ROOT = Path(__file__).resolve().parent.parent
+HTTP = httpx.Client(trust_env=False)  # one client: making one costs about 40 ms (certificates)
+
+
+@pytest.fixture(scope="module")
+def questions(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Question]]:
+    qs = make_splits(TestbedConfig(), 0)["test_id"][:10]
+    path = tmp_path_factory.mktemp("serve") / "questions.jsonl"
+    write_jsonl(path, qs)
+    return path, qs
+
+
+def _ask(url: str, q: Question, headers: dict | None = None, **extra) -> httpx.Response:
+    body = {"model": "scripted", "messages": build_messages("paper-v1", q.text), **extra}
+    return HTTP.post(f"{url}/chat/completions", json=body, headers=headers)
+
+
+def test_models_and_a_scripted_answer_as_deepseek_sends_it(questions):
+    path, qs = questions
+    with serve_in_thread(ServeConfig(port=0, questions=str(path))) as url:
+        models = httpx.get(f"{url}/models").json()
+        reply = _ask(url, qs[0]).json()
+        bad = httpx.post(
+            f"{url}/chat/completions", json={"model": "scripted", "messages": [{"role": "user", "content": "?"}]}
+        )
+        unknown = httpx.post(f"{url}/chat/completions", json={"model": "gpt-9", "messages": []})
+    assert {"scripted", "scripted-judge", "echo"} <= {m["id"] for m in models["data"]}
+    trace = ScriptedTeacher(ScriptedConfig(), 0).trace(qs[0])
+    message = reply["choices"][0]["message"]
+    assert message["reasoning_content"] == trace.thinking and message["content"] == trace.answer_text
+    assert reply["usage"]["completion_tokens"] > reply["usage"]["completion_tokens_details"]["reasoning_tokens"] > 0
+    assert bad.status_code == 400 and "unknown question" in bad.json()["error"]["message"]
+    assert unknown.status_code == 404
+
+
+def test_streaming_deltas_join_to_the_same_answer(questions):
+    path, qs = questions
+    with serve_in_thread(ServeConfig(port=0, questions=str(path))) as url:
+        plain = _ask(url, qs[1]).json()["choices"][0]["message"]
+        events = _ask(url, qs[1], stream=True, stream_options={"include_usage": True}).text.split("\n\n")
+    datas = [e.removeprefix("data: ") for e in events if e.startswith("data: ")]
+    assert datas[-1] == "[DONE]"
+    chunks = [json.loads(d) for d in datas[:-1]]
+    joined = {k: "".join(c["choices"][0]["delta"].get(k, "") for c in chunks) for k in ("reasoning_content", "content")}
+    assert joined == {k: plain[k] for k in joined} and chunks[-1]["usage"]["total_tokens"] > 0
+
+
+def test_bearer_token_is_required_when_configured(questions, monkeypatch):
+    path, qs = questions
+    monkeypatch.setenv("RSCAFFOLD_SERVE_TOKEN", "tok-123")
+    with serve_in_thread(ServeConfig(port=0, questions=str(path), token_env="RSCAFFOLD_SERVE_TOKEN")) as url:
+        assert _ask(url, qs[0]).status_code == 401
+        assert _ask(url, qs[0], headers={"Authorization": "Bearer nope"}).status_code == 401
+        assert _ask(url, qs[0], headers={"Authorization": "Bearer tok-123"}).status_code == 200
+        assert httpx.get(f"{url}/_stats").json()["by_status"] == {"401": 2, "200": 1}
+
+
+def test_faults_are_injected_and_counted(questions):
+    path, qs = questions
+    faults = FaultConfig(share_429=0.25, retry_after_s=3, share_500=0.25, share_truncated=0.25, share_garbage=0.25)
+    with serve_in_thread(ServeConfig(port=0, questions=str(path), faults=faults)) as url:
+        replies = [_ask(url, qs[i % 10]) for i in range(80)]
+        stats = httpx.get(f"{url}/_stats").json()
+    codes = [r.status_code for r in replies]
+    assert {429, 500, 200} == set(codes) and stats["received"] == 80 and stats["answered"] == 0
+    assert all(r.headers["retry-after"] == "3.0" for r in replies if r.status_code == 429)
+    for r in replies:
+        if r.status_code == 200:
+            with pytest.raises(ValueError):
+                r.json()
+    assert stats["by_status"]["200-broken"] == codes.count(200)
+
+
+def test_delay_and_repeat_counter(questions):
+    path, qs = questions
+    with serve_in_thread(ServeConfig(port=0, questions=str(path), faults=FaultConfig(delay_ms=50))) as url:
+        first = _ask(url, qs[0])
+        again = _ask(url, qs[0])
+        stats = httpx.get(f"{url}/_stats", params={"detail": True}).json()
+    assert first.elapsed.total_seconds() >= 0.05 and first.json()["choices"] == again.json()["choices"]
+    assert stats["answered"] == 2 and stats["repeats"] == 1 and list(stats["fingerprints"].values()) == [2]
+
+
+def test_the_command_binds_loopback_and_serves(questions, tmp_path):
+    """``python -m rscaffold.serve`` (what ``rscaffold serve`` runs), as a separate process."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path, _ = questions
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rscaffold.serve", "--port", str(port), "--questions", str(path)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for _ in range(300):
+            try:
+                models = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).json()
+                break
+            except httpx.TransportError:
+                proc.poll()
+                assert proc.returncode is None, proc.stderr.read().decode() if proc.stderr else ""
+                __import__("time").sleep(0.05)
+        assert "scripted" in {m["id"] for m in models["data"]}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert callable(cmd_serve)
+
+
+def _tiny_lm(folder: Path) -> Path:
+    """A one-layer Llama with a character tokenizer and a chat template, built in code (no download)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2} | {c: i + 3 for i, c in enumerate([*map(chr, range(32, 127)), "\n"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    tok.decoder = decoders.Fuse()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    fast.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}assistant: "
+    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1)
+    cfg.update({"num_attention_heads": 2, "num_key_value_heads": 2, "bos_token_id": 1, "eos_token_id": 2})
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+def test_a_local_hf_model_as_teacher_and_behind_the_server(tmp_path):
+    from rscaffold.teachers.hf_local import HfTeacher, HfTeacherConfig
+
+    model = _tiny_lm(tmp_path / "tiny-lm")
+    qs = [Question(id=f"q{i}", text=f"What is {i} + {i}?", gold=str(2 * i)) for i in range(3)]
+    local = list(
+        HfTeacher(HfTeacherConfig(model=str(model), max_new_tokens=8, batch_size=2, temperature=0)).generate(qs)
+    )
+    assert [t.question_id for t in local] == ["q0", "q1", "q2"] and all(t.answer_text for t in local)
+    with serve_in_thread(ServeConfig(port=0, hf_model=str(model))) as url:
+        api = ApiTeacherConfig(base_url=url, model="tiny-lm", max_tokens=8, temperature=0, cache=None)
+        served = sorted(ApiTeacher(api).generate(qs), key=lambda t: t.question_id)
+    assert [t.answer_text for t in served] == [t.answer_text for t in local], "greedy: same text both ways"
