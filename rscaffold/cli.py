@@ -16,11 +16,24 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rscaffold import cache, decode, evaluate, generate, import_traces, label, report, segment, serve, stats
+from rscaffold import (
+    cache,
+    decode,
+    evaluate,
+    generate,
+    import_traces,
+    label,
+    label_report,
+    labeller,
+    report,
+    segment,
+    serve,
+    stats,
+)
 from rscaffold.config import Config, load_config, shipped_config
+from rscaffold.judge import add_judge_arguments, load_judge_config
 from rscaffold.runs import ARTIFACTS, record_stage, stage_paths
 from rscaffold.schema import InputError, Question, Trace, atomic_writer, read_jsonl, write_jsonl
-from rscaffold.signals import LEXICONS, load_lexicon
 from rscaffold.teachers.openai_compat import add_generate_api_arguments
 from rscaffold.testbed.problems import write_splits
 
@@ -66,9 +79,7 @@ def _segment(cfg: Config, inp: Path | None, out: Path) -> dict[str, Any]:
 
 
 def _label(cfg: Config, inp: Path | None, out: Path) -> dict[str, Any]:
-    lexicon = load_lexicon(cfg.label.lexicon)
-    n = write_jsonl(out, label.run(progress(read_jsonl(inp, Trace), "label"), lexicon))
-    return {"traces": n, "lexicon": lexicon.name, "lexicon_version": lexicon.version}
+    return label.run_stage(cfg.label, inp, out, judge_cfg=cfg.judge, progress=progress)
 
 
 def _stats(cfg: Config, inp: Path | None, out: Path | None) -> dict[str, Any]:
@@ -132,11 +143,15 @@ def cmd_stage(args: argparse.Namespace) -> int:
         "run.seed": getattr(args, "seed", None),
         "generate.teacher": getattr(args, "teacher", None),
         "generate.api.retry_failed": getattr(args, "retry_failed", None) or None,
-        "label.lexicon": getattr(args, "lexicon", None),
+        **(label.label_overrides(args) if args.command == "label" else {}),
+        "label.judge": "true" if getattr(args, "judge", None) is not None else None,
         "import.format": getattr(args, "format", None),
     }
     stage = "testbed" if args.command == "testbed" else args.command
-    summary = _stage_command(stage, args, _config(args, shortcuts))
+    cfg = _config(args, shortcuts)
+    if getattr(args, "judge", None):  # --judge CONFIG: the judge's settings from their own file
+        cfg = cfg.model_copy(update={"judge": load_judge_config(args.judge, cfg.judge)})
+    summary = _stage_command(stage, args, cfg)
     brief = {k: summary[k] for k in _BRIEF if k in summary}
     print(json.dumps(brief))
     return 0
@@ -237,10 +252,21 @@ def build_parser() -> argparse.ArgumentParser:
     _io_options(seg)
     seg.set_defaults(func=cmd_stage)
 
-    lab = sub.add_parser("label", help="label each step with a signal (stage 1: keywords)")
-    lab.add_argument("--lexicon", help=f"keyword lexicon: {', '.join(LEXICONS)} or a TSV path (label.lexicon)")
+    lab = sub.add_parser("label", help="label each step with a signal: keywords, then judge and/or learned labeller")
+    label.add_label_arguments(lab)
+    add_judge_arguments(lab)
     _io_options(lab)
     lab.set_defaults(func=cmd_stage)
+
+    lrep = sub.add_parser("label-report", help="coverage, distributions, agreement (kappa) and accuracy of labels")
+    label_report.add_label_report_arguments(lrep)
+    lrep.set_defaults(func=label_report.cmd_label_report)
+
+    lab_m = sub.add_parser("labeller", help="the learned labeller")
+    lab_sub = lab_m.add_subparsers(dest="action", required=True, metavar="ACTION")
+    lab_train = lab_sub.add_parser("train", help="train a learned labeller (distant supervision from keywords)")
+    labeller.add_train_labeller_arguments(lab_train)
+    lab_train.set_defaults(func=labeller.cmd_train_labeller)
 
     st = sub.add_parser("stats", help="steps, keyword coverage, signal distribution and transitions")
     st.add_argument("file", nargs="?", type=Path, help="labelled (or segmented) trace file")

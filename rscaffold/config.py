@@ -12,16 +12,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rscaffold.cache import CacheConfig
 from rscaffold.decode import DecodeConfig
 from rscaffold.evaluate import EvaluateConfig
 from rscaffold.judge import JudgeConfig
+from rscaffold.label import LabelConfig
 from rscaffold.report import ReportConfig
 from rscaffold.schema import InputError
 from rscaffold.serve import ServeConfig
-from rscaffold.signals import LEXICONS
 from rscaffold.teachers.hf_local import HfTeacherConfig
 from rscaffold.teachers.openai_compat import ApiTeacherConfig
 from rscaffold.testbed.problems import TestbedConfig
@@ -76,17 +76,6 @@ class GenerateConfig(Section):
         default_factory=ApiTeacherConfig, description="A teacher behind an OpenAI-compatible API."
     )
     hf: HfTeacherConfig = Field(default_factory=HfTeacherConfig, description="A local Hugging Face causal LM teacher.")
-
-
-class LabelConfig(Section):
-    lexicon: str = Field("paper", description="Keyword lexicon: paper, extended, or a TSV file path.")
-
-    @field_validator("lexicon")
-    @classmethod
-    def _known_lexicon(cls, value: str) -> str:
-        if value not in LEXICONS and not Path(value).is_file():
-            raise ValueError(f"expected one of {', '.join(LEXICONS)} or an existing TSV file, got {value!r}")
-        return value
 
 
 class Config(Section):

@@ -48,17 +48,22 @@ class ServeConfig(BaseModel):
     token_env: str | None = Field(None, description="Environment variable holding the bearer token to require.")
     questions: str | None = Field(None, description="Testbed questions (file or folder) the scripted teacher knows.")
     hf_model: str | None = Field(None, description="Folder of a local Hugging Face causal LM to host.")
+    student: str | None = Field(
+        None, description="Folder of a trained student to host (signal-guided decoding, steps streamed)."
+    )
     faults: FaultConfig = Field(default_factory=FaultConfig, description="Fault injection for tests and drills.")
 
 
 @contextmanager
-def serve_in_thread(cfg: ServeConfig, scripted: ScriptedConfig | None = None, seed: int = 0) -> Iterator[str]:
+def serve_in_thread(
+    cfg: ServeConfig, scripted: ScriptedConfig | None = None, seed: int = 0, decode: Any = None
+) -> Iterator[str]:
     """Run the server in a background thread (tests, benchmarks); yields its base URL (``.../v1``)."""
     import uvicorn
 
     from rscaffold.serve_app import app_from_config
 
-    app = app_from_config(cfg, scripted, seed)
+    app = app_from_config(cfg, scripted, seed, decode)
     server = uvicorn.Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -80,6 +85,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="TCP port (serve.port)")
     parser.add_argument("--questions", help="testbed questions file or folder for the scripted teacher")
     parser.add_argument("--hf-model", help="folder of a local Hugging Face causal LM to host")
+    parser.add_argument("--student", help="folder of a trained student (rscaffold train) to host")
     parser.add_argument("--token-env", help="environment variable holding the bearer token to require")
 
 
@@ -90,11 +96,11 @@ def cmd_serve(args: argparse.Namespace, cfg: Any) -> int:
     from rscaffold.serve_app import app_from_config
 
     section: ServeConfig = getattr(cfg, "serve", cfg)
-    given = {k: getattr(args, k, None) for k in ("host", "port", "questions", "hf_model", "token_env")}
+    given = {k: getattr(args, k, None) for k in ("host", "port", "questions", "hf_model", "student", "token_env")}
     section = section.model_copy(update={k: v for k, v in given.items() if v is not None})
     scripted = getattr(getattr(cfg, "generate", None), "scripted", None)
     seed = getattr(getattr(cfg, "run", None), "seed", 0)
-    app = app_from_config(section, scripted, seed)
+    app = app_from_config(section, scripted, seed, getattr(cfg, "decode", None))
     uvicorn.run(app, host=section.host, port=section.port, log_level="info", access_log=False)
     return 0
 

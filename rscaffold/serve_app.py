@@ -85,6 +85,21 @@ def _chunks(body: dict[str, Any], message: dict[str, str]) -> Iterator[str]:
     yield "data: [DONE]\n\n"
 
 
+def _live_chunks(body: dict[str, Any], deltas: Iterator[dict[str, Any]]) -> Iterator[str]:
+    """Server-sent events of a model that yields its own deltas (a student's steps, then its answer);
+    Starlette runs this generator in a worker thread, so decoding does not block the event loop."""
+    base = {"id": f"chatcmpl-{fingerprint(body)[:16]}", "object": "chat.completion.chunk", "model": body.get("model")}
+
+    def event(delta: dict[str, Any], finish: str | None = None) -> str:
+        return f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': delta, 'finish_reason': finish}]})}\n\n"
+
+    yield event({"role": "assistant"})
+    for delta in deltas:
+        yield event(delta)
+    yield event({}, "stop")
+    yield "data: [DONE]\n\n"
+
+
 def _pieces(text: str) -> Iterator[str]:
     """Word-sized pieces, whitespace kept, so joining the deltas gives the text back."""
     start = 0
@@ -142,6 +157,10 @@ def create_app(cfg: ServeConfig, models: dict[str, Model], token: str | None = N
             return error(429, "rate limited (injected)", "rate_limit_error", {"Retry-After": str(faults.retry_after_s)})
         if u < faults.share_429 + faults.share_500:
             return error(500, "internal error (injected)", "server_error")
+        if body.get("stream") and hasattr(model, "stream"):  # a student streams its steps as it writes them
+            stats.status["200"] += 1
+            stats.answered[fingerprint(body)] += 1
+            return StreamingResponse(_live_chunks(body, model.stream(body)), media_type="text/event-stream")
         try:
             message = await asyncio.to_thread(model, body) if _slow(model) else model(body)
         except UnknownRequest as e:
@@ -178,11 +197,19 @@ def _broken(u: float, faults: FaultConfig, body: dict[str, Any], message: dict[s
 
 def _slow(model: Model) -> bool:
     """Models that compute for long run in a worker thread, so the event loop keeps serving."""
-    return type(model).__name__ == "HfChat"
+    return type(model).__name__ in ("HfChat", "StudentChat")
 
 
-def app_from_config(cfg: ServeConfig, scripted: ScriptedConfig | None = None, seed: int = 0) -> Any:
+def app_from_config(cfg: ServeConfig, scripted: ScriptedConfig | None = None, seed: int = 0, decode: Any = None) -> Any:
+    """``decode``: the DecodeConfig a hosted student decodes with (defaults when None)."""
     scripted = scripted or ScriptedConfig()
     models = build_models(cfg.questions, scripted, seed, cfg.hf_model, cfg.faults.judge_invalid_share)
+    if cfg.student:
+        from pathlib import Path
+
+        from rscaffold.decode import DecodeConfig
+        from rscaffold.serve_student import StudentChat
+
+        models[Path(cfg.student).name] = StudentChat(cfg.student, decode or DecodeConfig())
     token = os.environ.get(cfg.token_env) if cfg.token_env else None
     return create_app(cfg, models, token)

@@ -32,12 +32,22 @@ def test_help_lists_every_stage():
         assert stage in out
 
 
-def pipeline(tmp_path, source, capsys, lexicon="paper"):
+def pipeline(tmp_path, source, capsys, lexicon="paper", policy="keywords"):
     assert main(["import", "--input", str(source), "--output", str(tmp_path / "t.jsonl")]) == 0
     assert main(["segment", "--input", str(tmp_path / "t.jsonl"), "--output", str(tmp_path / "s.jsonl")]) == 0
     assert (
         main(
-            ["label", "--lexicon", lexicon, "--input", str(tmp_path / "s.jsonl"), "--output", str(tmp_path / "l.jsonl")]
+            [
+                "label",
+                "--policy",
+                policy,
+                "--lexicon",
+                lexicon,
+                "--input",
+                str(tmp_path / "s.jsonl"),
+                "--output",
+                str(tmp_path / "l.jsonl"),
+            ]
         )
         == 0
     )
@@ -54,6 +64,8 @@ def test_import_segment_label_stats(tmp_path, capsys):
     assert stats["keyword_coverage"] == pytest.approx(1 / 3, abs=1e-3)  # only "So" is a paper keyword
     assert stats["signal_distribution"]["conclusion"] == 0.25
     assert pipeline(tmp_path, source, capsys, "extended")["keyword_coverage"] == 1.0
+    full = pipeline(tmp_path, source, capsys, policy="learned")  # keywords, then the shipped labeller
+    assert full["label_coverage"] == 1.0 and full["labelled_by"]["learned"] == 2
 
 
 def test_run_dir_chain_records_config_and_versions(tmp_path, capsys):
