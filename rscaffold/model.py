@@ -1,0 +1,286 @@
+"""The student: any causal LM, plus the signal embedding layer and the signal head (METHOD.md section 4).
+
+``Proposer(lm)`` wraps a Hugging Face causal LM (or a peft LoRA model around one):
+
+- the **signal embedding layer** (SEL, ``C x d_model``) adds the vector of the step's signal to the
+  backbone's last hidden state (after the final norm) at every position that writes a token of that
+  step, just before the LM head. With a normalised last hidden state ``W (h + e_s) = W h + W e_s``:
+  the SEL is a per-signal bias over the vocabulary (:meth:`Proposer.signal_bias`);
+- the **signal head** (``d_model -> C``) reads the last hidden state (without the SEL) and predicts the
+  signal of the next step from the context before it.
+
+Baselines (CoT, long-thinking, answer-only SFT, the generative predictor, pretraining) are the same
+class with neither layer, so every student is saved, loaded and decoded the same way.
+
+Forward contract with ``rscaffold decode``::
+
+    lm_logits, signal_logits, past_key_values = model(input_ids, signal_ids=..., past_key_values=...,
+                                                      use_cache=True)
+
+``signal_ids[b, p]`` is the signal under which the token *after* position ``p`` is written (-1: none).
+Incremental decoding passes only the new tokens and their signal ids. At a step boundary (the last
+token of the prompt or of a step), feed that token with ``signal_ids=-1``, read ``signal_logits[:, -1]``
+(independent of the signal id there), choose a signal ``s``, and sample the step's first token from
+``lm_logits[:, -1] + model.signal_bias(s)``; feed the following tokens of the step with ``s``. The SEL
+sits after the last layer, so the KV cache never depends on the signals.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from rscaffold.signals import TITLES, Signal
+from rscaffold.tokenizer import IGNORE
+
+SIGNAL_SET = "paper"
+SIGNAL_SET_VERSION = "2509.23619-v2"
+"""The signal set of the student: the paper's seven signals in the order of its prompts (ids 0-6)."""
+META_FILE = "rscaffold_student.json"
+SIGNAL_FILE = "signal_layers.safetensors"
+FORMAT_VERSION = 1
+
+
+class TinySizes(BaseModel):
+    """Sizes of a from-scratch Llama-style student (about 1M parameters by default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hidden: int = Field(128, ge=8, description="Hidden size (d_model).")
+    layers: int = Field(4, ge=1, description="Transformer layers.")
+    heads: int = Field(4, ge=1, description="Attention heads (no grouped-query sharing).")
+    intermediate: int = Field(384, ge=8, description="MLP hidden size.")
+    max_positions: int = Field(1024, ge=16, description="Longest sequence the model supports.")
+
+
+class ModelConfig(BaseModel):
+    """Which base model the students start from, and how it is fine-tuned."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: str = Field("tiny", description="tiny (from scratch), smollm2 (offline package), a hub id or a folder.")
+    tiny: TinySizes = Field(default_factory=TinySizes, description="Sizes when base=tiny.")
+    vocab_size: int = Field(1024, ge=260, description="Byte-level BPE vocabulary of a tiny student.")
+    lora: bool | None = Field(
+        None, description="LoRA (true) or full fine-tuning (false); null: LoRA above 20M parameters."
+    )
+    lora_r: int = Field(16, ge=1, description="LoRA rank (paper: 16).")
+    lora_alpha: int = Field(16, ge=1, description="LoRA alpha (paper: 16).")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
+    lora_targets: list[str] = Field(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="Module names LoRA adapts.",
+    )
+    save: Literal["merged", "adapter"] = Field(
+        "merged", description="With LoRA, save merged weights (self-contained) or the adapter alone."
+    )
+
+    def uses_lora(self, n_params: int) -> bool:
+        """LoRA as configured; by default for pretrained bases (above 20M parameters), not tiny students."""
+        return self.lora if self.lora is not None else n_params > 20_000_000
+
+
+class Output(NamedTuple):
+    lm_logits: torch.Tensor
+    signal_logits: torch.Tensor | None
+    past_key_values: Any
+
+
+class Losses(NamedTuple):
+    token: torch.Tensor
+    """Mean cross-entropy over the supervised (step) tokens: L_token."""
+    signal: torch.Tensor
+    """Mean cross-entropy of the signal head at the step boundaries: L_signal (0 without a head)."""
+
+
+class Proposer(nn.Module):
+    """A causal LM with the paper's signal embedding layer and signal head (Sec. 3.2)."""
+
+    def __init__(self, lm: nn.Module, num_signals: int = len(Signal), sel: bool = True, head: bool = True):
+        super().__init__()
+        self.lm = lm
+        d = self.base_lm().config.hidden_size
+        # Zeros: a fresh SEL leaves a pretrained model's distribution untouched.
+        self.signal_embedding = nn.Embedding(num_signals, d, _weight=torch.zeros(num_signals, d)) if sel else None
+        self.signal_head = nn.Linear(d, num_signals) if head else None
+
+    def base_lm(self) -> nn.Module:
+        """The Hugging Face causal LM (inside the LoRA wrapper, if any: its layers carry the adapters)."""
+        return self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+
+    def hidden(self, input_ids, attention_mask=None, past_key_values=None, use_cache=False, position_ids=None):
+        """The backbone's last hidden state (after the final norm) and its KV cache."""
+        decoder = self.base_lm().get_decoder()
+        cache = {_cache_arg(decoder): past_key_values} if past_key_values is not None else {}
+        out = decoder(
+            input_ids=input_ids, attention_mask=attention_mask, use_cache=use_cache, position_ids=position_ids, **cache
+        )
+        return out.last_hidden_state, out.get("cache", out.get("past_key_values"))
+
+    def with_signal(self, h: torch.Tensor, signal_ids: torch.Tensor | None) -> torch.Tensor:
+        """``h + SEL[signal]`` where a signal is given (id >= 0), ``h`` elsewhere."""
+        if self.signal_embedding is None or signal_ids is None:
+            return h
+        # A one-hot product: id -1 wraps to an all-zero column, there is no host sync, and the backward
+        # is a small matmul (an embedding's backward scatters thousands of rows into C with atomics).
+        weight = self.signal_embedding.weight
+        onehot = F.one_hot(signal_ids % (len(weight) + 1), len(weight) + 1)[..., :-1]
+        return h + onehot.to(h.dtype) @ weight.to(h.dtype)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        signal_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        past_key_values: Any = None,
+        use_cache: bool = False,
+        position_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        signal_targets: torch.Tensor | None = None,
+    ) -> Output | Losses:
+        """Without ``labels``: ``Output(lm_logits, signal_logits, past_key_values)`` (see the module
+        docstring). With ``labels`` (training): ``Losses(token, signal)``; the LM head then runs only
+        at the supervised positions, not over the whole prompt."""
+        h, cache = self.hidden(input_ids, attention_mask, past_key_values, use_cache, position_ids)
+        if labels is not None:
+            return self._losses(h, signal_ids, labels, signal_targets)
+        lm_logits = self.base_lm().get_output_embeddings()(self.with_signal(h, signal_ids))
+        signal_logits = self.signal_head(h) if self.signal_head is not None else None
+        return Output(lm_logits, signal_logits, cache)
+
+    def _losses(self, h, signal_ids, labels, signal_targets) -> Losses:
+        """L_token over the step tokens (position p predicts token p + 1) and L_signal at the boundaries."""
+        targets = labels[:, 1:]
+        keep = targets != IGNORE
+        hs = h[:, :-1][keep]  # the LM head runs only where the loss is taken (a large vocabulary is costly)
+        sig = signal_ids[:, :-1][keep] if signal_ids is not None else None
+        logits = self.base_lm().get_output_embeddings()(self.with_signal(hs, sig))
+        token = F.cross_entropy(logits.float(), targets[keep])
+        if self.signal_head is None or signal_targets is None:
+            return Losses(token, h.new_zeros((), dtype=torch.float32))
+        # The head is tiny (d x C): run it everywhere and let ignore_index pick the boundaries (no host sync).
+        signal_logits = self.signal_head(h).float().flatten(0, 1)
+        total = F.cross_entropy(signal_logits, signal_targets.flatten(), ignore_index=IGNORE, reduction="sum")
+        return Losses(token, total / (signal_targets != IGNORE).sum().clamp(min=1))
+
+    @torch.no_grad()
+    def signal_bias(self, signal: int | None = None) -> torch.Tensor:
+        """The SEL as a bias over the vocabulary, ``lm_head(h + e_s) - lm_head(h)``: shape (vocab,) for
+        one signal, (C, vocab) for all (``signal=None``)."""
+        if self.signal_embedding is None:
+            raise ValueError("this student has no signal embedding layer")
+        head = self.base_lm().get_output_embeddings()
+        e = self.signal_embedding.weight.to(head.weight.dtype)
+        bias = head(e) - head(torch.zeros_like(e))
+        return bias if signal is None else bias[signal]
+
+
+def _cache_arg(decoder: nn.Module) -> str:
+    """transformers renamed ``past_key_values`` to ``cache`` (5.2x); accept either version."""
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+
+
+def make_student(lm: nn.Module, model_cfg: ModelConfig, sel: bool, head: bool) -> Proposer:
+    """Wrap a base causal LM: LoRA through peft when configured, then the SEL and the head."""
+    if model_cfg.uses_lora(sum(p.numel() for p in lm.parameters())):
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=model_cfg.lora_r,
+            lora_alpha=model_cfg.lora_alpha,
+            lora_dropout=model_cfg.lora_dropout,
+            target_modules=model_cfg.lora_targets,
+            task_type="CAUSAL_LM",
+        )
+        lm = get_peft_model(lm, lora)
+    return Proposer(lm, sel=sel, head=head)
+
+
+def student_meta(recipe: str, model: Proposer, info: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """The student's own config: recipe, signal set and version, layout settings for decode."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "recipe": recipe,
+        "signal_set": SIGNAL_SET,
+        "signal_set_version": SIGNAL_SET_VERSION,
+        "signals": [TITLES[s] for s in Signal],
+        "signal_embedding": model.signal_embedding is not None,
+        "signal_head": model.signal_head is not None,
+        **info,
+        **extra,
+    }
+
+
+def save_student(model: Proposer, tokenizer: Any, out_dir: str | Path, meta: dict[str, Any], merge: bool = True):
+    """Write a Hugging Face folder: backbone weights (merged, or the LoRA adapter), tokenizer, the
+    signal layers in ``signal_layers.safetensors``, ``rscaffold_student.json`` and a model card."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lm = model.lm
+    adapter = hasattr(lm, "merge_and_unload") and not merge
+    if hasattr(lm, "merge_and_unload") and merge:
+        lm = copy.deepcopy(lm).merge_and_unload()  # a copy: the training model keeps its adapters
+    lm.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    layers = {f"{name}.{k}": v for name in ("signal_embedding", "signal_head") for k, v in _state(model, name).items()}
+    if layers:
+        save_file({k: v.detach().contiguous().cpu() for k, v in layers.items()}, str(out / SIGNAL_FILE))
+    meta = {**meta, "weights": "adapter" if adapter else "full"}
+    (out / META_FILE).write_text(json.dumps(meta, indent=2))
+    (out / "README.md").write_text(model_card(meta))
+
+
+def _state(model: Proposer, name: str) -> dict[str, torch.Tensor]:
+    layer = getattr(model, name)
+    return layer.state_dict() if layer is not None else {}
+
+
+def load_student(path: str | Path, device: str | torch.device | None = None) -> tuple[Proposer, Any, dict]:
+    """``(model, tokenizer, meta)`` from a folder written by :func:`save_student`, in eval mode."""
+    from safetensors.torch import load_file
+
+    from rscaffold.base_models import load_base
+    from rscaffold.tokenizer import load_tokenizer
+
+    path = Path(path)
+    meta = json.loads((path / META_FILE).read_text())
+    if meta["weights"] == "adapter":
+        from peft import PeftModel
+
+        base, _, _ = load_base(ModelConfig(base=meta["base"]))
+        lm = PeftModel.from_pretrained(base, str(path))
+    else:
+        from transformers import AutoModelForCausalLM
+
+        lm = AutoModelForCausalLM.from_pretrained(str(path), dtype="float32")
+    model = Proposer(lm, len(meta["signals"]), meta["signal_embedding"], meta["signal_head"])
+    if (path / SIGNAL_FILE).exists():
+        missing, _ = model.load_state_dict(load_file(str(path / SIGNAL_FILE)), strict=False)
+        assert not [k for k in missing if k.startswith("signal_")], missing
+    return model.to(device or "cpu").eval(), load_tokenizer(path), meta
+
+
+def model_card(meta: dict[str, Any]) -> str:
+    """A short model card for the saved folder."""
+    layers = "signal embedding layer and signal head" if meta["signal_head"] else "no signal layers"
+    return (
+        f"# rscaffold student: {meta['recipe']}\n\n"
+        f"Trained by `rscaffold train --recipe {meta['recipe']}` (Reasoning Scaffolding, arXiv 2509.23619).\n"
+        f"Base: `{meta.get('base')}`; weights: {meta['weights']}; {layers}.\n"
+        f"Signal set: {meta['signal_set']} ({meta['signal_set_version']}): {', '.join(meta['signals'])}.\n\n"
+        "Load it with one call:\n\n```python\nfrom rscaffold.model import load_student\n"
+        'model, tokenizer, meta = load_student("path/to/this/folder")\n'
+        "lm_logits, signal_logits, cache = model(input_ids, signal_ids=..., use_cache=True)\n```\n\n"
+        f"Prompt template: `{meta.get('prompt_template', '')!r}`.\n"
+        f"Training summary: {json.dumps(meta.get('train', {}))}\n"
+    )

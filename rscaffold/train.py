@@ -1,0 +1,416 @@
+"""Stage 5: train a student on Accelerate (METHOD.md section 4).
+
+``rscaffold train --recipe R --run-dir RUN`` reads ``RUN/build/`` and writes ``RUN/students/R/``, a
+Hugging Face folder that :func:`rscaffold.model.load_student` loads in one call. Recipes (a plain
+dict, :data:`RECIPES`): ``scaffold`` (the proposer: step tokens + signal head), ``predictor`` (the
+paper's generative signal predictor, initialised from the trained proposer), ``cot-sft``,
+``long-sft``, ``answer-sft`` (the baselines) and ``pretrain`` (a generic corpus for a tiny base model).
+
+The loop is plain PyTorch on an ``Accelerator``, so ``accelerate launch`` gives DDP, FSDP or DeepSpeed
+unchanged: gradient accumulation, bf16 autocast, a cosine schedule with warmup, completion-only loss,
+length-bucketed batches, a progress bar, Accelerate trackers, checkpoints every N steps and ``--resume``.
+
+Length of a run: ``train.max_steps`` if set; else ``train.max_minutes`` (a wall-clock budget of the loop;
+METHOD.md section 7: each fine-tune needs a schedule that ends at its own budget); else ``train.epochs``.
+With a budget, the loop first times ``probe_steps`` forward/backward passes without updating the weights
+and plans the number of optimizer steps that fit; after a tenth of them it re-plans once from the measured
+pace of the real loop (optimizer, logging and checkpoints included), so the cosine schedule reaches zero
+at the budget; a guard stops the loop at the budget in any case. The plan is kept in checkpoints: a
+resumed run keeps its total and gets a fresh budget for the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from rscaffold.build import SIGNAL_TEXT
+from rscaffold.model import ModelConfig, make_student, save_student, student_meta
+from rscaffold.schema import InputError
+from rscaffold.signals import TITLES, Signal
+from rscaffold.tokenizer import BucketBatches, collate, encode_pair, encode_proposer, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+RECIPES: dict[str, dict[str, Any]] = {
+    "scaffold": {"file": "proposer.jsonl", "proposer": True},
+    "predictor": {"file": "predictor.jsonl", "init": "scaffold"},
+    "cot-sft": {"file": "cot.jsonl"},
+    "long-sft": {"file": "long.jsonl"},
+    "answer-sft": {"file": "answer.jsonl"},
+    "pretrain": {"file": "pretrain.jsonl"},
+}
+
+
+class TrainConfig(BaseModel):
+    """How a student is trained; the paper's recipe is LoRA r=16, lr 1e-4, batch 1 x 8, cosine, warmup 0.05."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recipe: Literal["scaffold", "predictor", "cot-sft", "long-sft", "answer-sft", "pretrain"] = Field(
+        "scaffold", description="What to train (see rscaffold.train.RECIPES)."
+    )
+    lr: float | None = Field(None, gt=0, description="Peak learning rate; null: 1e-4 with LoRA, 3e-3 otherwise.")
+    batch_size: int = Field(8, ge=1, description="Sequences per micro-batch and process.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    epochs: float = Field(3.0, gt=0, description="Passes over the data when neither max_steps nor max_minutes is set.")
+    max_steps: int | None = Field(None, ge=1, description="Optimizer steps (overrides epochs and max_minutes).")
+    max_minutes: float | None = Field(None, gt=0, description="Wall-clock budget of the loop; the schedule ends there.")
+    probe_steps: int = Field(4, ge=1, description="Micro-steps timed to size a max_minutes run.")
+    warmup: float = Field(0.05, ge=0, lt=1, description="Share of steps with a linear warm-up.")
+    schedule: Literal["cosine", "constant"] = Field("cosine", description="Learning-rate decay after warm-up.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    loss_form: Literal["lambda", "beta"] = Field(
+        "lambda", description="lambda: L_token + lambda L_signal (paper v2); beta: (1-beta) L_token + beta L_signal."
+    )
+    signal_lambda: float = Field(1.0, ge=0, description="lambda of the lambda form.")
+    signal_beta: float = Field(0.5, ge=0, le=1, description="beta of the beta form.")
+    no_signal_head: bool = Field(False, description="Ablation: no signal head (lambda = 0).")
+    no_signal_embedding: bool = Field(False, description="Ablation: no signal embedding layer.")
+    signal_as_text: bool = Field(False, description="Ablation: the signal as a text prefix of each step, no SEL/head.")
+    max_length: int = Field(1024, ge=16, description="Longest training sequence in tokens (longer ones are cut).")
+    bucket: bool = Field(True, description="Batch sequences of similar length (less padding).")
+    bf16: bool | None = Field(None, description="bf16 autocast; null: where the hardware supports it.")
+    checkpoint_every: int = Field(
+        0, ge=0, description="Save a resumable checkpoint every N optimizer steps (0: never)."
+    )
+    keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept on disk.")
+    log_every: int = Field(10, ge=1, description="Optimizer steps between logged losses.")
+    seed: int = Field(0, description="Seed of initialisation, data order and dropout.")
+    trackers: list[str] = Field([], description="Accelerate trackers, e.g. [tensorboard] or [wandb].")
+    init: str | None = Field(
+        None, description="Predictor recipe: the trained proposer's folder (default RUN/students/scaffold)."
+    )
+
+
+class Progress:
+    """Where the loop is (saved in checkpoints): optimizer steps, epoch, batches seen in it, total steps,
+    and whether a time-budgeted run has re-planned its total."""
+
+    def __init__(self):
+        self.step, self.epoch, self.batch, self.total, self.replanned = 0, 0, 0, 0, 0
+
+    def state_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        vars(self).update(state)
+
+
+def lr_factor(step: int, progress: Progress, cfg: TrainConfig) -> float:
+    """Linear warm-up over ``warmup * total`` steps, then cosine decay to 0 at ``total``."""
+    total = max(progress.total, 1)
+    warm = max(1, round(cfg.warmup * total)) if cfg.warmup else 0
+    if step < warm:
+        return (step + 1) / (warm + 1)
+    if cfg.schedule == "constant":
+        return 1.0
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+
+def load_records(data_dir: Path, recipe: str, cfg: TrainConfig) -> list[dict[str, Any]]:
+    path = data_dir / RECIPES[recipe]["file"]
+    if not path.exists():
+        raise InputError(f"{path}: not found; run `rscaffold build` first (build.pretrain_questions for pretrain)")
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not records:
+        raise InputError(f"{path}: no records")
+    if cfg.signal_as_text and RECIPES[recipe].get("proposer"):
+        for r in records:
+            r["segments"] = [
+                {"text": SIGNAL_TEXT.format(title=TITLES[Signal(s["signal"])]) + s["text"], "signal": -1}
+                for s in r["segments"]
+            ]
+    return records
+
+
+def corpus(records: list[dict[str, Any]]) -> list[str]:
+    """Texts of a set, to train a tiny student's tokenizer on."""
+    return [
+        r["prompt"] + ("".join(s["text"] for s in r["segments"]) if "segments" in r else r["completion"])
+        for r in records
+    ]
+
+
+def load_backbone(recipe: str, model_cfg: ModelConfig, cfg: TrainConfig, records, data_dir: Path, ckpt_dir: Path):
+    """The base causal LM and tokenizer; on resume the tokenizer saved at the start of the run is reused."""
+    from rscaffold.base_models import _pretrained, load_base
+
+    if RECIPES[recipe].get("init"):
+        init = Path(cfg.init) if cfg.init else data_dir.parent / "students" / RECIPES[recipe]["init"]
+        if not init.exists():
+            raise InputError(f"{init}: not found; train `--recipe {RECIPES[recipe]['init']}` first or set train.init")
+        return _pretrained(str(init))
+    saved = ckpt_dir / "tokenizer"
+    if model_cfg.base == "tiny" and saved.exists():
+        return load_base(model_cfg, corpus=lambda: [], seed=cfg.seed, tokenizer=load_tokenizer(saved))
+    return load_base(model_cfg, corpus=lambda: corpus(records), seed=cfg.seed)
+
+
+def loss_weights(cfg: TrainConfig, has_head: bool) -> tuple[float, float]:
+    """(w_token, w_signal): ``L_token + lambda L_signal`` or ``(1 - beta) L_token + beta L_signal``."""
+    if not has_head:
+        return 1.0, 0.0
+    return (1.0, cfg.signal_lambda) if cfg.loss_form == "lambda" else (1.0 - cfg.signal_beta, cfg.signal_beta)
+
+
+def make_accelerator(cfg: TrainConfig, model_cfg: ModelConfig, out_dir: Path):
+    from accelerate import Accelerator
+
+    bf16 = cfg.bf16 if cfg.bf16 is not None else (not torch.cuda.is_available() or torch.cuda.is_bf16_supported())
+    return Accelerator(
+        gradient_accumulation_steps=cfg.grad_accum,
+        mixed_precision="bf16" if bf16 else "no",
+        log_with=cfg.trackers or None,
+        project_dir=str(out_dir),
+    )
+
+
+def probe_total(accelerator, model, loader, cfg: TrainConfig, budget_s: float) -> int:
+    """Optimizer steps that fit in ``budget_s``: time ``probe_steps`` forward/backward passes (after one
+    untimed pass) without updating the weights, averaged over processes so every rank agrees."""
+    batches = iter(loader)
+    times = []
+    for i in range(cfg.probe_steps + 1):
+        batch = next(batches, None)
+        if batch is None:
+            break
+        started = time.perf_counter()
+        with accelerator.no_sync(model):
+            losses = model(**batch)
+            accelerator.backward(losses.token + losses.signal)
+        if i:
+            times.append(time.perf_counter() - started)
+    model.zero_grad(set_to_none=True)
+    return steps_that_fit(accelerator, budget_s, sum(times) / max(1, len(times)) * cfg.grad_accum)
+
+
+def steps_that_fit(accelerator, seconds: float, per_step: float) -> int:
+    """``seconds / per_step``, with the slowest rank's ``per_step`` (every rank must plan the same)."""
+    slowest = float(accelerator.reduce(torch.tensor(per_step, device=accelerator.device), "max"))
+    return max(1, int(seconds / max(slowest, 1e-9)))
+
+
+def replan(accelerator, progress: Progress, cfg: TrainConfig, started: float, pace: tuple[float, int]) -> None:
+    """Once, after a tenth of the planned steps: fix the total from the loop's measured pace (the probe
+    leaves out the optimizer, logging and checkpoints), so that the schedule ends at the budget.
+    ``pace``: when this invocation's loop started, and at which step."""
+    if not cfg.max_minutes or cfg.max_steps or progress.replanned or progress.step < max(5, progress.total // 10):
+        return
+    now = time.perf_counter()
+    per_step = (now - pace[0]) / max(1, progress.step - pace[1])
+    left = cfg.max_minutes * 60 - (now - started)
+    progress.total = progress.step + steps_that_fit(accelerator, max(left, 0.0), per_step)
+    progress.replanned = 1
+
+
+def save_checkpoint(accelerator, ckpt_dir: Path, step: int, keep: int) -> None:
+    accelerator.save_state(str(ckpt_dir / f"step-{step:07d}"))
+    if accelerator.is_main_process:
+        import shutil
+
+        for old in sorted(ckpt_dir.glob("step-*"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_checkpoint(ckpt_dir: Path) -> Path | None:
+    found = sorted(ckpt_dir.glob("step-*"))
+    return found[-1] if found else None
+
+
+def train(
+    cfg: TrainConfig,
+    model_cfg: ModelConfig,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    recipe: str | None = None,
+    resume: bool = False,
+    on_step: Any = None,
+) -> dict[str, Any]:
+    """Train ``recipe`` on ``data_dir`` (a build folder) and save the student to ``out_dir``.
+
+    ``on_step(step, model)`` is called before the first step of a fresh run (step 0) and after every
+    optimizer step, with the unwrapped model (tests use it to snapshot weights and to kill a run).
+    Returns the training summary (also saved in the student's ``rscaffold_student.json``).
+    """
+    from accelerate.utils import set_seed
+    from tqdm import tqdm
+
+    recipe = recipe or cfg.recipe
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    set_seed(cfg.seed)
+    accelerator = make_accelerator(cfg, model_cfg, out_dir)
+    model, tokenizer, info, examples = prepare_student(accelerator, recipe, cfg, model_cfg, data_dir, ckpt_dir)
+    lengths = [len(e["input_ids"]) for e in examples]
+
+    lr = cfg.lr or (1e-4 if hasattr(model.lm, "peft_config") else 3e-3)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=cfg.weight_decay)
+    progress = Progress()
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, progress, cfg))
+    sampler = BucketBatches(lengths, cfg.batch_size, cfg.seed, cfg.bucket)
+    loader = torch.utils.data.DataLoader(
+        examples, batch_sampler=sampler, collate_fn=partial(collate, pad_id=tokenizer.pad_token_id)
+    )
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    accelerator.register_for_checkpointing(scheduler, progress)
+    if resume and (ckpt := latest_checkpoint(ckpt_dir)) is not None:
+        accelerator.load_state(str(ckpt))
+        log.info("resumed from %s at step %d", ckpt, progress.step)
+    started, resumed_from = time.perf_counter(), progress.step
+    if progress.total == 0:
+        steps_per_epoch = max(1, len(loader) // cfg.grad_accum)
+        budget = cfg.max_minutes * 60 if cfg.max_minutes else None
+        progress.total = cfg.max_steps or (
+            probe_total(accelerator, model, loader, cfg, budget) if budget else math.ceil(cfg.epochs * steps_per_epoch)
+        )
+    if cfg.trackers:
+        accelerator.init_trackers("rscaffold", config={"recipe": recipe, **cfg.model_dump(mode="json")})
+
+    w_token, w_signal = loss_weights(cfg, accelerator.unwrap_model(model).signal_head is not None)
+    bar = tqdm(
+        total=progress.total,
+        initial=progress.step,
+        desc=f"train {recipe}",
+        disable=not (accelerator.is_main_process and sys.stderr.isatty()),
+    )
+    seen_tokens, last, pace = 0, {}, (time.perf_counter(), progress.step)
+    model.train()
+    if on_step is not None and progress.step == 0:
+        on_step(0, accelerator.unwrap_model(model))
+    while progress.step < progress.total:
+        sampler.epoch = progress.epoch
+        batches = accelerator.skip_first_batches(loader, progress.batch) if progress.batch else loader
+        for batch in batches:
+            with accelerator.accumulate(model):
+                losses = model(**batch)
+                loss = w_token * losses.token + w_signal * losses.signal  # METHOD.md sec. 4: L_token + lambda L_signal
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            progress.batch += 1
+            seen_tokens += int(batch["attention_mask"].sum())
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            progress.step += 1
+            bar.update(1)
+            if progress.step % cfg.log_every == 0 or progress.step == progress.total:  # .item() syncs a GPU
+                last = {"loss": loss.item(), "token_loss": losses.token.item(), "signal_loss": losses.signal.item()}
+                last["lr"] = scheduler.get_last_lr()[0]
+                accelerator.log(last, step=progress.step)
+                bar.set_postfix(loss=f"{last['loss']:.3f}")
+            if cfg.checkpoint_every and progress.step % cfg.checkpoint_every == 0:
+                save_checkpoint(accelerator, ckpt_dir, progress.step, cfg.keep_checkpoints)
+            if on_step is not None:
+                on_step(progress.step, accelerator.unwrap_model(model))
+            replan(accelerator, progress, cfg, started, pace)
+            if progress.step >= progress.total or _over_budget(accelerator, cfg, started):
+                break
+        else:
+            progress.epoch, progress.batch = progress.epoch + 1, 0
+            continue
+        break
+    bar.close()
+    summary = {
+        "recipe": recipe,
+        "steps": progress.step,
+        "planned_steps": progress.total,
+        "resumed_from": resumed_from,
+        **throughput(accelerator, seen_tokens, time.perf_counter() - started),
+        "lr": lr,
+        "examples": len(examples),
+        "tokens": {
+            "mean": round(sum(lengths) / len(lengths), 1),
+            "max": max(lengths),
+            "cut": lengths.count(cfg.max_length),
+        },
+        "final": last,
+    }
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        extra = {**layout(data_dir), "train": summary, "signal_as_text": cfg.signal_as_text, "signal_text": SIGNAL_TEXT}
+        meta = student_meta(recipe, accelerator.unwrap_model(model), info, extra)
+        merge = model_cfg.save == "merged" or info["base"] == "tiny"  # a random base cannot be rebuilt
+        save_student(accelerator.unwrap_model(model), tokenizer, out_dir, meta, merge=merge)
+    accelerator.end_training()
+    return summary
+
+
+def prepare_student(accelerator, recipe: str, cfg: TrainConfig, model_cfg: ModelConfig, data_dir: Path, ckpt_dir: Path):
+    """The student for ``recipe`` (base, LoRA, signal layers per the ablations) and its encoded examples.
+
+    A tiny student's tokenizer is saved in the checkpoint folder at once, so a resumed run reuses it."""
+    records = load_records(data_dir, recipe, cfg)
+    lm, tokenizer, info = load_backbone(recipe, model_cfg, cfg, records, data_dir, ckpt_dir)
+    if accelerator.is_main_process and model_cfg.base == "tiny" and not RECIPES[recipe].get("init"):
+        tokenizer.save_pretrained(str(ckpt_dir / "tokenizer"))
+    proposer = bool(RECIPES[recipe].get("proposer"))
+    signals = proposer and not cfg.signal_as_text
+    sel, head = signals and not cfg.no_signal_embedding, signals and not cfg.no_signal_head
+    model = make_student(lm, model_cfg, sel=sel, head=head)
+    encode = encode_proposer if proposer else encode_pair
+    return model, tokenizer, info, [encode(r, tokenizer, info["add_bos"], cfg.max_length) for r in records]
+
+
+def throughput(accelerator, tokens: int, seconds: float) -> dict[str, Any]:
+    return {
+        "seconds": round(seconds, 1),
+        "tokens_per_s": round(tokens * accelerator.num_processes / max(seconds, 1e-9), 1),
+        "processes": accelerator.num_processes,
+        "mixed_precision": accelerator.mixed_precision,
+    }
+
+
+def layout(data_dir: Path) -> dict[str, Any]:
+    """The prompt template and predictor query the build used (decode must format prompts the same way)."""
+    stats = data_dir / "stats.json"
+    saved = json.loads(stats.read_text()) if stats.exists() else {}
+    return {k: saved.get(k) for k in ("prompt_template", "predictor_query")}
+
+
+def _over_budget(accelerator, cfg: TrainConfig, started: float) -> bool:
+    """The loop's wall-clock guard (all ranks agree, so none waits for a collective that never comes)."""
+    if not cfg.max_minutes or cfg.max_steps:
+        return False
+    over = torch.tensor(float(time.perf_counter() - started > cfg.max_minutes * 60), device=accelerator.device)
+    return bool(accelerator.reduce(over, "max") > 0)
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``rscaffold train`` beyond --input/--output/--run-dir/--config."""
+    p.add_argument("--recipe", choices=sorted(RECIPES), help="what to train (train.recipe)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output folder")
+
+
+def cmd_train(args: argparse.Namespace, cfg: Any) -> int:
+    """``rscaffold train``: ``--input BUILD_DIR --output STUDENT_DIR`` or ``--run-dir R``
+    (reads R/build/, writes R/students/<recipe>/)."""
+    train_cfg = cfg.train.model_copy(update={"recipe": args.recipe}) if getattr(args, "recipe", None) else cfg.train
+    run_dir = Path(args.run_dir) if getattr(args, "run_dir", None) else None
+    data = Path(args.input) if getattr(args, "input", None) else (run_dir / "build" if run_dir else None)
+    out = (
+        Path(args.output)
+        if getattr(args, "output", None)
+        else (run_dir / "students" / train_cfg.recipe if run_dir else None)
+    )
+    if data is None or out is None:
+        raise InputError("train: give --input BUILD_DIR --output DIR, or --run-dir DIR")
+    summary = train(train_cfg, cfg.model, data, out, resume=getattr(args, "resume", False))
+    print(f"train: wrote {out}", file=sys.stderr)
+    print(json.dumps({k: summary[k] for k in ("recipe", "steps", "seconds", "tokens_per_s", "final")}))
+    return 0

@@ -1,0 +1,137 @@
+"""Stage 4, training sets: what each set holds, what is dropped, and the files the stage writes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from rscaffold.build import BuildConfig, build_sets, cmd_build, format_prompt, pretrain_records, run
+from rscaffold.schema import Step, Trace, write_jsonl
+from rscaffold.signals import TITLES, Signal
+from rscaffold.testbed.problems import TestbedConfig
+
+OPENERS = {
+    Signal.REASONING: "Let me see, {a} + {b} is {c}.",
+    Signal.ADDITION: "Also, {c} is more than {a}.",
+    Signal.EXAMPLE: "For example, {a} and {b} together.",
+    Signal.OPINION: "I think {c} is right.",
+    Signal.CONTRAST: "But {b} alone is not {c}.",
+    Signal.CONCLUSION: "So the total is {c}.",
+}
+
+
+def make_traces(n: int, unlabelled_every: int = 0) -> list[Trace]:
+    """Small labelled traces that use all seven signals (tests build their own data, offline)."""
+    traces = []
+    for i in range(n):
+        a, b = i % 7 + 1, i % 5 + 2
+        signals = [*list(OPENERS)[i % 3 :], Signal.CONCLUSION]  # every third trace has all seven
+        steps = [Step(text=OPENERS[s].format(a=a, b=b, c=a + b), sep="\n\n", signal=s, true_signal=s) for s in signals]
+        if unlabelled_every and i % unlabelled_every == 0:
+            steps[0] = steps[0].model_copy(update={"signal": None})
+        steps[-1] = steps[-1].model_copy(update={"sep": ""})
+        answer = f"{a} + {b} = {a + b}.\n###Answer: \\boxed{{{a + b}}}"
+        steps.append(Step(text=answer, signal=Signal.RESPONSE, true_signal=Signal.RESPONSE))
+        traces.append(
+            Trace(
+                question_id=f"q{i}",
+                question=f"A has {a} apples. B has {b} apples. How many apples do they have together?",
+                thinking="\n\n".join(s.text for s in steps[:-1]),
+                answer_text=answer,
+                final_answer=str(a + b),
+                gold=str(a + b),
+                steps=steps,
+                metadata={"cot_solution": f"T = A + B = {a} + {b} = {a + b}\n###Answer: \\boxed{{{a + b}}}"},
+            )
+        )
+    return traces
+
+
+def test_proposer_records_keep_every_step_and_end_with_the_answer():
+    trace = make_traces(1)[0]
+    sets, counts = build_sets([trace], BuildConfig())
+    (record,) = sets["proposer"]
+    assert record["prompt"] == format_prompt(trace.question, BuildConfig())
+    assert [s["signal"] for s in record["segments"]] == [int(s.signal) for s in trace.steps]
+    assert record["segments"][-1] == {"text": trace.answer_text, "signal": int(Signal.RESPONSE)}
+    # The thinking steps joined are the thinking text, each step ending in its blank line.
+    assert "".join(s["text"] for s in record["segments"][:-1]) == trace.thinking + "\n\n"
+    assert counts["traces"] == 1
+
+
+def test_predictor_pairs_one_per_step_with_the_context_before_it():
+    trace = make_traces(1)[0]
+    sets, _ = build_sets([trace], BuildConfig())
+    pairs = sets["predictor"]
+    assert len(pairs) == len(trace.steps)
+    assert pairs[0]["prompt"] == sets["proposer"][0]["prompt"] + "Next signal:"
+    assert pairs[-1]["completion"] == f"\\boxed{{{TITLES[Signal.RESPONSE]}}}"
+    assert pairs[2]["prompt"].endswith(trace.steps[1].text + "\n\nNext signal:")
+    assert [p["signal"] for p in pairs] == [int(s.signal) for s in trace.steps]
+
+
+def test_baselines_hold_the_cot_solution_the_whole_trace_and_the_answer():
+    trace = make_traces(1)[0]
+    sets, _ = build_sets([trace], BuildConfig())
+    assert sets["cot"][0]["completion"] == trace.metadata["cot_solution"]
+    assert sets["long"][0]["completion"] == trace.thinking + "\n\n" + trace.answer_text
+    assert sets["answer"][0]["completion"] == f"###Answer: \\boxed{{{trace.final_answer}}}"
+
+
+def test_unlabelled_steps_get_the_fallback_or_drop_their_trace():
+    traces = make_traces(4, unlabelled_every=2)
+    sets, counts = build_sets(traces, BuildConfig())
+    assert len(sets["proposer"]) == 4 and counts["steps_unlabelled"] == 2
+    assert sets["proposer"][0]["segments"][0]["signal"] == int(Signal.REASONING)
+    sets, counts = build_sets(traces, BuildConfig(unlabelled="drop"))
+    assert len(sets["proposer"]) == 2 and counts["dropped_unlabelled"] == 2
+    sets, _ = build_sets(traces, BuildConfig(signal_source="true"))
+    assert sets["proposer"][0]["segments"][0]["signal"] == int(traces[0].steps[0].true_signal)
+
+
+def test_run_writes_every_set_and_stats(tmp_path: Path):
+    write_jsonl(tmp_path / "labelled.jsonl", make_traces(5))
+    stats = run(tmp_path / "labelled.jsonl", tmp_path / "build", BuildConfig())
+    for name in ("proposer", "predictor", "cot", "long", "answer"):
+        lines = (tmp_path / "build" / f"{name}.jsonl").read_text().splitlines()
+        assert len(lines) == stats["sets"][name]["records"] > 0
+    saved = json.loads((tmp_path / "build" / "stats.json").read_text())
+    assert saved["sets"]["proposer"]["steps"] == sum(len(t.steps) for t in make_traces(5))
+    assert saved["prompt_template"] == BuildConfig().prompt_template
+    assert not (tmp_path / "build" / "pretrain.jsonl").exists()
+
+
+def test_pretrain_set_has_questions_lookups_and_drills_but_no_test_question(tmp_path: Path):
+    from rscaffold.testbed.problems import make_splits
+
+    small = TestbedConfig(train=30, test_id=10, test_ood=0, test_surface=0, perturbed_groups=0)
+    run_dir = tmp_path / "run"
+    write_jsonl(run_dir / "labelled.jsonl", make_traces(2))
+    test = make_splits(small, 1000)["test_id"]  # the very seed pretraining draws from
+    write_jsonl(run_dir / "testbed" / "test_id.jsonl", test)
+    cfg = BuildConfig(pretrain_questions=30, pretrain_drills=5)
+    run(run_dir / "labelled.jsonl", run_dir / "build", cfg, small, seed=0)
+    docs = [json.loads(line)["completion"] for line in (run_dir / "build" / "pretrain.jsonl").read_text().splitlines()]
+    assert any("How many" in d and d.rstrip(".").split()[-1].isdigit() for d in docs)
+    assert sum(d.count(" = ") == 8 for d in docs) == 5
+    assert not {q.text for q in test} & set(docs)
+
+
+def test_pretrain_drills_are_correct():
+    for doc in pretrain_records([], drills=20, seed=3):
+        for line in doc["completion"].splitlines():
+            expr, value = line.split(" = ")
+            assert eval(expr.replace("/", "//")) == int(value)
+
+
+def test_cmd_build_reads_and_writes_the_run_folder(tmp_path: Path, capsys):
+    write_jsonl(tmp_path / "labelled.jsonl", make_traces(3))
+    cfg = argparse.Namespace(build=BuildConfig(), testbed=TestbedConfig(), run=argparse.Namespace(seed=0))
+    args = argparse.Namespace(run_dir=str(tmp_path), input=None, output=None, signal_source="true")
+    assert cmd_build(args, cfg) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["proposer"] == 3
+    with pytest.raises(Exception, match="not found"):
+        cmd_build(argparse.Namespace(run_dir=str(tmp_path / "none"), input=None, output=None), cfg)

@@ -1,0 +1,143 @@
+"""The proposer: SEL and signal head, the decode contract (KV cache, signal bias), losses, save and load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rscaffold.model import ModelConfig, Proposer, load_student, make_student, save_student, student_meta
+from rscaffold.tokenizer import IGNORE, train_bpe
+
+VOCAB_TEXTS = ["A has 12 apples. So the total is 19.\n\nLet me see, 3 + 4 is 7."] * 10
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return train_bpe(VOCAB_TEXTS, vocab_size=280)
+
+
+def tiny_lm(tok, seed: int = 0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        tie_word_embeddings=True,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    return LlamaForCausalLM(cfg)
+
+
+def proposer(tok, lora: bool = False, seed: int = 0) -> Proposer:
+    model = make_student(tiny_lm(tok, seed), ModelConfig(lora=lora, lora_r=4), sel=True, head=True)
+    with torch.no_grad():  # random SEL rows, so that tests see its effect (a fresh SEL is zeros)
+        model.signal_embedding.weight.normal_(0, 0.5)
+    return model.eval()
+
+
+def batch(n: int = 2, width: int = 12, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(4, 200, (n, width), generator=g)
+    signal_ids = torch.randint(-1, 7, (n, width), generator=g)
+    labels = ids.clone()
+    labels[:, :4] = IGNORE
+    targets = torch.full((n, width), IGNORE)
+    targets[:, 3], targets[:, 7] = 2, 5
+    return {"input_ids": ids, "signal_ids": signal_ids, "labels": labels, "signal_targets": targets}
+
+
+def test_forward_shapes_and_the_sel_is_a_bias_over_the_vocabulary(tok):
+    model = proposer(tok)
+    b = batch()
+    lm, sig, _ = model(b["input_ids"], signal_ids=b["signal_ids"])
+    assert lm.shape == (2, 12, len(tok)) and sig.shape == (2, 12, 7)
+    plain, sig_plain, _ = model(b["input_ids"])
+    assert torch.equal(sig, sig_plain)  # the head reads the hidden state before the SEL
+    for s in range(7):
+        at = b["signal_ids"] == s
+        torch.testing.assert_close(lm[at], plain[at] + model.signal_bias(s), atol=1e-5, rtol=1e-5)
+    assert torch.equal(model.signal_bias()[3], model.signal_bias(3))
+    untouched = b["signal_ids"] < 0
+    torch.testing.assert_close(lm[untouched], plain[untouched])
+
+
+def test_incremental_decoding_with_the_kv_cache_equals_one_full_pass(tok):
+    model = proposer(tok)
+    b = batch(n=1)
+    ids, sig = b["input_ids"], b["signal_ids"]
+    full_lm, full_sig, _ = model(ids, signal_ids=sig)
+    lm, sg, cache = model(ids[:, :5], signal_ids=sig[:, :5], use_cache=True)
+    steps_lm, steps_sig = [lm], [sg]
+    for p in range(5, ids.shape[1]):
+        lm, sg, cache = model(ids[:, p : p + 1], signal_ids=sig[:, p : p + 1], past_key_values=cache, use_cache=True)
+        steps_lm.append(lm)
+        steps_sig.append(sg)
+    torch.testing.assert_close(torch.cat(steps_lm, 1), full_lm, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(torch.cat(steps_sig, 1), full_sig, atol=1e-4, rtol=1e-4)
+
+
+def test_training_losses_equal_cross_entropy_over_full_logits(tok):
+    model = proposer(tok)
+    b = batch()
+    losses = model(**b)
+    lm, sig, _ = model(b["input_ids"], signal_ids=b["signal_ids"])
+    keep = b["labels"][:, 1:] != IGNORE
+    token = F.cross_entropy(lm[:, :-1][keep], b["labels"][:, 1:][keep])
+    at = b["signal_targets"] != IGNORE
+    torch.testing.assert_close(losses.token, token)
+    torch.testing.assert_close(losses.signal, F.cross_entropy(sig[at], b["signal_targets"][at]))
+
+
+def test_sel_and_head_gradients_are_non_zero(tok):
+    model = proposer(tok).train()
+    losses = model(**batch())
+    (losses.token + losses.signal).backward()
+    assert model.signal_embedding.weight.grad.abs().sum() > 0
+    assert model.signal_head.weight.grad.abs().sum() > 0
+    used = batch()["signal_ids"][:, :-1][batch()["labels"][:, 1:] != IGNORE].unique()
+    assert all(model.signal_embedding.weight.grad[s].abs().sum() > 0 for s in used if s >= 0)
+
+
+def test_ablations_drop_the_layers(tok):
+    model = make_student(tiny_lm(tok), ModelConfig(), sel=False, head=False)
+    _, sig, _ = model(batch()["input_ids"], signal_ids=batch()["signal_ids"])
+    assert sig is None and model.signal_embedding is None
+    assert model(**batch()).signal.item() == 0.0
+
+
+@pytest.mark.parametrize("lora,merge", [(False, True), (True, True), (True, False)])
+def test_save_then_load_gives_equal_logits(tok, tmp_path: Path, lora: bool, merge: bool):
+    model = proposer(tok, lora=lora)
+    if lora:  # LoRA B starts at zero; move it so that merging matters
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 0.1)
+    b = batch()
+    lm, sig, _ = model(b["input_ids"], signal_ids=b["signal_ids"])
+    base_dir = tmp_path / "base"
+    if not merge:  # an adapter names its base; a folder is a valid base
+        tiny_lm(tok).save_pretrained(str(base_dir))
+        tok.save_pretrained(str(base_dir))
+    info = {"base": str(base_dir), "add_bos": True, "prompt_template": "Q: {question}\n"}
+    save_student(model, tok, tmp_path / "student", student_meta("scaffold", model, info, {}), merge=merge)
+    files = {p.name for p in (tmp_path / "student").iterdir()}
+    assert "signal_layers.safetensors" in files and not any(f.endswith((".bin", ".pt")) for f in files)
+    loaded, tok2, meta = load_student(tmp_path / "student")
+    lm2, sig2, _ = loaded(b["input_ids"], signal_ids=b["signal_ids"])
+    torch.testing.assert_close(lm2, lm, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(sig2, sig)
+    assert meta["signal_set_version"] and meta["signals"][6] == "Response Generation"
+    assert meta["weights"] == ("full" if merge else "adapter") and len(tok2) == len(tok)
+    assert (tmp_path / "student" / "README.md").read_text().startswith("# rscaffold student")

@@ -1,0 +1,186 @@
+"""The training loop: every trained parameter changes, resume parity, recipes, budgets, 2 processes, SmolLM2."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rscaffold.build import BuildConfig, run
+from rscaffold.model import ModelConfig, TinySizes, load_student
+from rscaffold.schema import write_jsonl
+from rscaffold.testbed.problems import TestbedConfig
+from rscaffold.train import Progress, TrainConfig, lr_factor, train
+from tests.test_build import make_traces
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ModelConfig(tiny=TinySizes(hidden=32, layers=2, heads=2, intermediate=64, max_positions=256), vocab_size=300)
+FAST = TrainConfig(max_steps=3, batch_size=4, bf16=False, lr=1e-2, log_every=1)
+
+
+@pytest.fixture(scope="module")
+def build_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("run")
+    write_jsonl(root / "labelled.jsonl", make_traces(12))
+    small = TestbedConfig(train=20, test_id=0, test_ood=0, test_surface=0, perturbed_groups=0)
+    run(root / "labelled.jsonl", root / "build", BuildConfig(pretrain_questions=20, pretrain_drills=10), small)
+    return root / "build"
+
+
+def snapshots():
+    """An ``on_step`` that keeps a copy of every parameter at step 0 and at the last step."""
+    seen: dict[int, dict[str, torch.Tensor]] = {}
+
+    def on_step(step, model):
+        seen[step] = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    return seen, on_step
+
+
+def test_every_trainable_parameter_changes(build_dir: Path, tmp_path: Path):
+    seen, on_step = snapshots()
+    summary = train(FAST, TINY, build_dir, tmp_path / "s", recipe="scaffold", on_step=on_step)
+    first, final = seen[0], seen[summary["steps"]]
+    unchanged = [n for n in first if torch.equal(first[n], final[n])]
+    assert not unchanged
+    assert any(n.startswith("signal_embedding") for n in first) and any(n.startswith("signal_head") for n in first)
+    assert summary["final"]["signal_loss"] > 0
+
+
+def test_lora_trains_the_adapters_and_signal_layers_and_freezes_the_rest(build_dir: Path, tmp_path: Path):
+    seen, on_step = snapshots()
+    lora = TINY.model_copy(update={"lora": True, "lora_r": 4})
+    summary = train(FAST, lora, build_dir, tmp_path / "s", recipe="scaffold", on_step=on_step)
+    first, final = seen[0], seen[summary["steps"]]
+    changed = {n for n in first if not torch.equal(first[n], final[n])}
+    trained = {n for n in first if "lora_" in n or n.startswith("signal_")}
+    assert changed == trained
+    model, _, meta = load_student(tmp_path / "s")
+    assert meta["weights"] == "full" and not any("lora_" in n for n, _ in model.named_parameters())
+
+
+def test_killed_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(build_dir: Path, tmp_path: Path):
+    cfg = FAST.model_copy(update={"max_steps": 7, "checkpoint_every": 3, "batch_size": 5})  # 3 batches an epoch
+    train(cfg, TINY, build_dir, tmp_path / "whole", recipe="scaffold")
+
+    def kill(step, model):
+        if step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, TINY, build_dir, tmp_path / "cut", recipe="scaffold", on_step=kill)
+    summary = train(cfg, TINY, build_dir, tmp_path / "cut", recipe="scaffold", resume=True)
+    assert summary["steps"] == 7 and summary["resumed_from"] == 3
+    whole, _, _ = load_student(tmp_path / "whole")
+    cut, _, _ = load_student(tmp_path / "cut")
+    a, b = whole.state_dict(), cut.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("recipe", ["cot-sft", "long-sft", "answer-sft", "pretrain"])
+def test_baseline_recipes_train_and_save(build_dir: Path, tmp_path: Path, recipe: str):
+    summary = train(FAST.model_copy(update={"max_steps": 2}), TINY, build_dir, tmp_path / recipe, recipe=recipe)
+    model, _, meta = load_student(tmp_path / recipe)
+    assert summary["steps"] == 2 and meta["recipe"] == recipe and model.signal_head is None
+
+
+def test_generative_predictor_starts_from_the_trained_proposer(build_dir: Path, tmp_path: Path):
+    train(FAST.model_copy(update={"max_steps": 1}), TINY, build_dir, tmp_path / "scaffold", recipe="scaffold")
+    cfg = FAST.model_copy(update={"max_steps": 2, "init": str(tmp_path / "scaffold")})
+    train(cfg, TINY, build_dir, tmp_path / "predictor", recipe="predictor")
+    _, tok, _ = load_student(tmp_path / "scaffold")
+    predictor, tok2, meta = load_student(tmp_path / "predictor")
+    assert meta["predictor_query"] == "Next signal:" and len(tok2) == len(tok)
+    assert predictor.signal_head is None and meta["add_bos"] is True
+
+
+def test_signal_as_text_and_no_signal_layers_ablations(build_dir: Path, tmp_path: Path):
+    as_text = FAST.model_copy(update={"max_steps": 1, "signal_as_text": True})
+    train(as_text, TINY, build_dir, tmp_path / "text", recipe="scaffold")
+    model, _, meta = load_student(tmp_path / "text")
+    assert model.signal_head is None and model.signal_embedding is None and meta["signal_as_text"]
+    bare = FAST.model_copy(update={"max_steps": 1, "no_signal_head": True, "no_signal_embedding": True})
+    summary = train(bare, TINY, build_dir, tmp_path / "bare", recipe="scaffold")
+    assert summary["final"]["signal_loss"] == 0.0
+
+
+def test_a_time_budget_fixes_the_steps_from_measured_throughput(build_dir: Path, tmp_path: Path):
+    cfg = FAST.model_copy(update={"max_steps": None, "max_minutes": 0.05, "probe_steps": 2})
+    summary = train(cfg, TINY, build_dir, tmp_path / "s", recipe="scaffold")
+    assert summary["planned_steps"] >= 1 and summary["steps"] <= summary["planned_steps"]
+    assert summary["seconds"] < 3 * 60 * 0.05 + 2
+
+
+def test_schedule_warms_up_then_decays_to_zero_at_the_last_step():
+    progress, cfg = Progress(), TrainConfig(warmup=0.1)
+    progress.total = 100
+    lrs = [lr_factor(s, progress, cfg) for s in range(101)]
+    assert lrs[0] < lrs[5] < lrs[10] and max(lrs) == pytest.approx(1.0, abs=1e-3)
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:])) and lrs[100] == pytest.approx(0.0)
+
+
+def test_two_process_cpu_run_trains_and_saves(build_dir: Path, tmp_path: Path):
+    env = {
+        **os.environ,
+        "ACCELERATE_USE_CPU": "1",
+        "CUDA_VISIBLE_DEVICES": "",  # a CPU check, also on a machine with GPUs
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    with socket.socket() as sock:  # a free port: port 0 is not understood by every rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    launcher += [
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        port,
+    ]
+    script = [str(ROOT / "scripts" / "train_tiny.py"), str(build_dir), str(tmp_path / "s"), "2"]
+    done = subprocess.run(launcher + script, env=env, capture_output=True, text=True, timeout=120)
+    errors = [line for line in done.stderr.splitlines() if "Error" in line or "error:" in line]
+    assert done.returncode == 0, "\n".join(errors[:20]) + done.stderr[-2000:]
+    summaries = [json.loads(line[8:]) for line in done.stdout.splitlines() if line.startswith("SUMMARY ")]
+    assert len(summaries) == 2 and all(s["processes"] == 2 and s["steps"] == 2 for s in summaries)
+    assert load_student(tmp_path / "s")[2]["train"]["processes"] == 2
+
+
+@pytest.mark.slow
+def test_smollm2_loads_offline_trains_lora_steps_and_saves(build_dir: Path, tmp_path: Path):
+    """``pytest -m slow tests/test_train.py``: converts the GGUF once (cached), 2 LoRA steps, saves merged."""
+    pytest.importorskip("gguf")
+    smol = ModelConfig(base="smollm2", lora_r=4)
+    cfg = FAST.model_copy(update={"max_steps": 2, "batch_size": 2, "max_length": 256, "lr": 1e-4, "bf16": True})
+    summary = train(cfg, smol, build_dir, tmp_path / "s", recipe="scaffold")
+    model, tok, meta = load_student(tmp_path / "s")
+    assert summary["steps"] == 2 and meta["base"] == "smollm2" and len(tok) == 49152
+    assert model.signal_embedding.weight.abs().sum() > 0
+
+
+def test_cmd_train_reads_the_build_folder_and_writes_students_recipe(build_dir: Path, capsys):
+    import argparse
+    from types import SimpleNamespace
+
+    from rscaffold.train import add_train_arguments, cmd_train
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--run-dir")
+    add_train_arguments(parser)
+    args = parser.parse_args(["--run-dir", str(build_dir.parent), "--recipe", "answer-sft"])
+    args.input = args.output = None
+    cfg = SimpleNamespace(train=FAST.model_copy(update={"max_steps": 1}), model=TINY)
+    assert cmd_train(args, cfg) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["recipe"] == "answer-sft"
+    assert (build_dir.parent / "students" / "answer-sft" / "model.safetensors").exists()
