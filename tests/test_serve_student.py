@@ -1,0 +1,96 @@
+"""A saved student: decode's adapter matches the proposer's own forward, and `serve --student` answers,
+with its steps in an extra field and streamed one delta per step."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+import torch
+
+from rscaffold.decode import DecodeConfig, Decoder, student_from_folder
+from rscaffold.model import ModelConfig, load_student, make_student, save_student, student_meta
+from rscaffold.schema import Question
+from rscaffold.serve import ServeConfig, serve_in_thread
+from rscaffold.signal_sources import GoldenSignals
+from rscaffold.signals import Signal
+from rscaffold.tokenizer import NO_SIGNAL, train_bpe
+
+TEXTS = ["Question: A has 12 apples.\nThinking:\nSo the total is 19.\n\nLet me see, 3 + 4 is 7.\n\n"] * 10
+DECODE = DecodeConfig(max_steps=3, max_step_tokens=8, max_answer_tokens=6, tau=0.0)
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = train_bpe(TEXTS, vocab_size=300)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    model = make_student(LlamaForCausalLM(cfg), ModelConfig(lora=False), sel=True, head=True)
+    with torch.no_grad():
+        model.signal_embedding.weight.normal_(0, 1.0)  # a visible SEL (a fresh one is zeros)
+        model.signal_head.bias[Signal.RESPONSE] = -10.0  # the head never ends early: steps get written
+    out = tmp_path_factory.mktemp("student")
+    layout = {"prompt_template": "Question: {question}\nThinking:\n", "predictor_query": "Next signal:"}
+    save_student(model.eval(), tok, out, student_meta("scaffold", model, {"base": "tiny", "add_bos": True}, layout))
+    return out
+
+
+def test_decoding_follows_the_proposers_own_forward(student_dir, monkeypatch):
+    """Teacher-forcing the decoded tokens through the proposer, with signal ids laid out as in
+    training, gives back every token greedy decoding chose: the decode-time bias is the SEL."""
+    from rscaffold.kvbatch import Batch
+
+    fed: list[int] = []
+    original = Batch.step
+    monkeypatch.setattr(Batch, "step", lambda self, tokens: (fed.extend(tokens), original(self, tokens))[1])
+    golden = [Signal.REASONING, Signal.CONCLUSION, Signal.CONTRAST]
+    q = Question(id="q", text="B has 3 apples.")
+    student = student_from_folder(student_dir)
+    (d,) = Decoder(student, GoldenSignals({"q": golden}), DECODE)([q])
+    prompt = student.encode(student.prompt(q.text))
+    per_token = [int(s.signal) for s, n in zip(d.steps, d.metadata["step_tokens"], strict=True) for _ in range(n)]
+    per_token += [int(Signal.RESPONSE)] * (d.tokens - len(per_token))
+    signal_ids = [NO_SIGNAL] * (len(prompt) - 1) + per_token  # position p carries the signal of token p + 1
+    full = prompt + fed
+    model, _, _ = load_student(student_dir)
+    with torch.no_grad():
+        logits = model(torch.tensor([full]), signal_ids=torch.tensor([signal_ids[: len(full)]]))[0][0]
+    assert len(fed) == d.tokens - 1 and len(d.steps) == 3  # the last answer token is never fed
+    assert logits[len(prompt) - 1 :].argmax(-1).tolist()[: len(fed)] == fed
+
+
+def test_serve_student_answers_with_signal_tagged_steps(student_dir):
+    cfg = ServeConfig(port=0, student=str(student_dir))
+    name = student_dir.name
+    body = {"model": name, "messages": [{"role": "user", "content": "B has 3 apples. How many?"}]}
+    with serve_in_thread(cfg, decode=DECODE) as url:
+        models = httpx.get(f"{url}/models").json()["data"]
+        reply = httpx.post(f"{url}/chat/completions", json=body, timeout=60).json()
+        with httpx.stream("POST", f"{url}/chat/completions", json={**body, "stream": True}, timeout=60) as r:
+            events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    assert name in [m["id"] for m in models]
+    message = reply["choices"][0]["message"]
+    assert message["steps"] and all(s["signal"] in [t.title for t in Signal] for s in message["steps"])
+    assert message["reasoning_content"] == "".join(s["text"] + "\n\n" for s in message["steps"])
+    deltas = [e["choices"][0]["delta"] for e in events]
+    step_deltas = [d for d in deltas if "rscaffold_step" in d]
+    assert [d["rscaffold_step"] for d in step_deltas] == message["steps"]  # one delta per step, in order
+    assert "".join(d.get("reasoning_content", "") for d in deltas) == message["reasoning_content"]
+    assert "".join(d.get("content", "") for d in deltas) == message["content"]
+    last_step = max(i for i, d in enumerate(deltas) if "rscaffold_step" in d)
+    assert all("content" not in d for d in deltas[: last_step + 1])  # the answer comes after the steps
