@@ -58,7 +58,9 @@ def main() -> None:
     p.add_argument("--questions", type=Path, required=True)
     p.add_argument("--predictor", type=Path)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--n", type=int, default=64)
+    # Enough questions that the batch's last rows, finishing alone, weigh little: plain `generate`
+    # below writes the same number of tokens in every row, a full batch to the end.
+    p.add_argument("--n", type=int, default=256)
     p.add_argument("--tau", type=float, default=0.0, help="0: the gate never stops early, so steps are written")
     p.add_argument("--memory-questions", type=int, default=0)
     args = p.parse_args()

@@ -118,10 +118,9 @@ class Decoder:
         yield from (finished[i] for i in sorted(finished))
 
     def _refill(self, batch: Batch | None, pending: Iterator[tuple[int, Question]]) -> Batch | None:
-        """Let new questions join once a quarter of the batch is free (a join costs one prefill)."""
-        size = self.cfg.batch_size
-        free = size - (len(batch.rows) if batch else 0)
-        if free < max(1, size // 4) and batch is not None and batch.rows:
+        """Let new questions join as soon as a row is free."""
+        free = self.cfg.batch_size - (len(batch.rows) if batch else 0)
+        if free == 0:
             return batch
         rows = [self._row(i, q) for i, q in itertools.islice(pending, free)]
         if not rows:

@@ -8,6 +8,7 @@ Shared by the decoder and the generative predictor.
 from __future__ import annotations
 
 import inspect
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,6 +104,7 @@ class Batch:
         mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in contexts], device=self.device)
         out = self._forward(ids, mask, (mask.cumsum(-1) - 1).clamp(min=0), DynamicCache())
         self.cache, self.mask = out[self.kwarg], mask
+        _set_kv(self.cache, _get_kv(self.cache))
         return out.last_hidden_state[:, -1]
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> Any:
@@ -183,6 +185,27 @@ def _get_kv(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
 def _set_kv(cache: Any, kv: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
     if hasattr(cache, "layers"):
         for layer, (k, v) in zip(cache.layers, kv, strict=True):
-            layer.keys, layer.values = k, v
+            _grow_in_place(layer, k, v)
     else:
         cache.key_cache, cache.value_cache = [k for k, _ in kv], [v for _, v in kv]
+
+
+def _grow_in_place(layer: Any, keys: torch.Tensor, values: torch.Tensor, spare: int = 64) -> None:
+    """Keep a layer's keys and values in buffers with spare room, so that appending a token writes
+    into place instead of concatenating (which copies the whole cache at every token)."""
+    b, h, n, d = keys.shape
+    layer.buffers = (keys.new_empty(b, h, n + spare, d), values.new_empty(b, h, n + spare, values.shape[-1]))
+    layer.buffers[0][:, :, :n], layer.buffers[1][:, :, :n] = keys, values
+    layer.keys, layer.values = layer.buffers[0][:, :, :n], layer.buffers[1][:, :, :n]
+    layer.update = types.MethodType(_append, layer)
+
+
+def _append(layer: Any, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+    """``DynamicLayer.update`` for a layer set up by :func:`_grow_in_place`."""
+    n, add = layer.keys.shape[-2], key_states.shape[-2]
+    if n + add > layer.buffers[0].shape[-2]:
+        _grow_in_place(layer, layer.keys, layer.values, spare=max(64, n))  # doubling: amortised O(1)
+    k_buf, v_buf = layer.buffers
+    k_buf[:, :, n : n + add], v_buf[:, :, n : n + add] = key_states, value_states
+    layer.keys, layer.values = k_buf[:, :, : n + add], v_buf[:, :, : n + add]
+    return layer.keys, layer.values
