@@ -16,6 +16,7 @@ from rscaffold.serve import ServeConfig, serve_in_thread
 from rscaffold.signal_sources import GoldenSignals
 from rscaffold.signals import Signal
 from rscaffold.tokenizer import NO_SIGNAL, train_bpe
+from tests.test_model import tiny_lm
 
 TEXTS = ["Question: A has 12 apples.\nThinking:\nSo the total is 19.\n\nLet me see, 3 + 4 is 7.\n\n"] * 10
 DECODE = DecodeConfig(max_steps=3, max_step_tokens=8, max_answer_tokens=6, tau=0.0)
@@ -23,24 +24,8 @@ DECODE = DecodeConfig(max_steps=3, max_step_tokens=8, max_answer_tokens=6, tau=0
 
 @pytest.fixture(scope="module")
 def student_dir(tmp_path_factory):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     tok = train_bpe(TEXTS, vocab_size=300)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    model = make_student(LlamaForCausalLM(cfg), ModelConfig(lora=False), sel=True, head=True)
+    model = make_student(tiny_lm(tok), ModelConfig(lora=False), sel=True, head=True)
     with torch.no_grad():
         model.signal_embedding.weight.normal_(0, 1.0)  # a visible SEL (a fresh one is zeros)
         model.signal_head.bias[Signal.RESPONSE] = -10.0  # the head never ends early: steps get written
