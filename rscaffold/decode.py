@@ -186,7 +186,6 @@ class Decoder:
         return "answer"
 
     def _close_steps(self, batch: Batch, closed: list[int]) -> None:
-        pruned = []
         for i in closed:
             row = batch.rows[i]
             text = self.student.tokenizer.decode(row.segment, skip_special_tokens=True).split(BOUNDARY)[0]
@@ -195,11 +194,14 @@ class Decoder:
             if self.on_step is not None:
                 self.on_step(row.question, row.steps[-1])
             if self.cfg.prune and row.signal is Signal.CONCLUSION:
-                kept = [ids for s, ids in zip(row.steps, row.step_tokens, strict=True) if s.signal is Signal.CONCLUSION]
-                row.context = row.context[: row.prompt_len] + [t for ids in kept for t in ids]
-                pruned.append(i)
-        if pruned:
-            batch.reencode(pruned)
+                # The stage is finished: only its conclusion stays. The prompt and the earlier
+                # conclusions are unchanged, so only this step is encoded again, at its new place.
+                earlier = [
+                    ids
+                    for s, ids in zip(row.steps[:-1], row.step_tokens[:-1], strict=True)
+                    if s.signal is Signal.CONCLUSION
+                ]
+                batch.shorten(i, row.prompt_len + sum(map(len, earlier)), row.step_tokens[-1])
 
     def _decide(self, batch: Batch, which: list[int]) -> None:
         rows = [batch.rows[i] for i in which]

@@ -154,15 +154,29 @@ class Batch:
         self.rows = self.rows + rows
         return list(range(first, len(self.rows)))
 
-    def reencode(self, which: list[int]) -> None:
-        """Re-encode the rows whose context pruning changed, left-padded to the batch's width."""
-        others = Batch.__new__(Batch)
-        others.student, others.kwarg, others.rows = self.student, self.kwarg, [self.rows[i] for i in which]
-        hidden = others._prefill([self.rows[i].context for i in which], width=self.mask.shape[1])
-        for (k_new, v_new), (k, v) in zip(_get_kv(others.cache), _get_kv(self.cache), strict=True):
-            k[which], v[which] = k_new, v_new
-        self.mask[which] = others.mask
-        self.hidden[which] = hidden
+    def shorten(self, i: int, keep: int, tokens: list[int]) -> None:
+        """Row ``i``'s context becomes its first ``keep`` tokens followed by ``tokens`` (pruning).
+
+        The kept tokens keep their cache entries (their positions do not change); only ``tokens``
+        are encoded again, at their new positions, and the row is written back left-padded.
+        """
+        from transformers import DynamicCache
+
+        row = self.rows[i]
+        cols = self.mask[i].nonzero().squeeze(-1)[:keep]
+        prefix = DynamicCache()
+        for layer, (k, v) in enumerate(_get_kv(self.cache)):
+            prefix.update(k[i : i + 1, :, cols], v[i : i + 1, :, cols], layer)
+        n = keep + len(tokens)
+        ids = torch.tensor([tokens], device=self.device)
+        pos = torch.arange(keep, n, device=self.device).unsqueeze(0)
+        out = self._forward(ids, torch.ones(1, n, dtype=torch.long, device=self.device), pos, prefix)
+        width = self.mask.shape[1]
+        for (k_new, v_new), (k, v) in zip(_get_kv(out[self.kwarg]), _get_kv(self.cache), strict=True):
+            k[i], v[i] = _left_pad(k_new, width)[0], _left_pad(v_new, width)[0]
+        self.mask[i] = torch.tensor([0] * (width - n) + [1] * n, device=self.device)
+        self.hidden[i] = out.last_hidden_state[0, -1]
+        row.context = row.context[:keep] + tokens
 
 
 def _left_pad(t: torch.Tensor, width: int) -> torch.Tensor:
