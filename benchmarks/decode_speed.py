@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from rscaffold.decode import DecodeConfig, Decoder, predictor_from_folder, student_from_folder
+from rscaffold.decode import DecodeConfig, predictor_from_folder, student_from_folder
+from rscaffold.decoder import Decoder
 from rscaffold.schema import Question, read_jsonl
 from rscaffold.signal_sources import HeadPredictor
 

@@ -3,7 +3,7 @@
 Builds a trace file of about --size-mb megabytes (the shared real traces repeated), runs each stage
 as a child process and prints its peak RSS next to the file size.
 
-    python benchmarks/stream_memory.py --size-mb 1024 [--workdir /tmp/rs-mem]
+    python benchmarks/stream_memory.py --size-mb 1024 [--workdir /tmp/rs-mem] [--learned]
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/rscaffold-stream-memory"))
+    parser.add_argument("--learned", action="store_true", help="also label with the learned labeller (slower)")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     source = args.workdir / "traces.jsonl"

@@ -26,11 +26,11 @@ from rscaffold import (
     label,
     label_report,
     labeller,
+    recipes,
     report,
     segment,
     serve,
     stats,
-    train,
 )
 from rscaffold.config import Config, load_config, shipped_config
 from rscaffold.judge import add_judge_arguments, load_judge_config
@@ -215,6 +215,12 @@ def _with_config(
     return run
 
 
+def _train(args: argparse.Namespace, cfg: Config) -> int:
+    from rscaffold.train import cmd_train  # PyTorch loads only when a student trains
+
+    return cmd_train(args, cfg)
+
+
 def _io_options(p: argparse.ArgumentParser, needs_input: bool = True) -> None:
     if needs_input:
         p.add_argument("--input", type=Path, help="input file")
@@ -287,9 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     bld.set_defaults(func=_with_config(build.cmd_build))
 
     trn = sub.add_parser("train", help="train a student: scaffold, predictor, cot-sft, long-sft, answer-sft, pretrain")
-    train.add_train_arguments(trn)
+    recipes.add_train_arguments(trn)
     _io_options(trn)
-    trn.set_defaults(func=_with_config(train.cmd_train))
+    trn.set_defaults(func=_with_config(_train))
 
     dec = sub.add_parser("decode", help="signal-guided decoding of questions by a trained student")
     decode.add_decode_arguments(dec)

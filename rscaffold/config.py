@@ -14,13 +14,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rscaffold.base_models import ModelConfig
 from rscaffold.build import BuildConfig
 from rscaffold.cache import CacheConfig
 from rscaffold.decode import DecodeConfig
 from rscaffold.evaluate import EvaluateConfig
 from rscaffold.judge import JudgeConfig
 from rscaffold.label import LabelConfig
-from rscaffold.model import ModelConfig
+from rscaffold.recipes import TrainConfig
 from rscaffold.report import ReportConfig
 from rscaffold.schema import InputError
 from rscaffold.serve import ServeConfig
@@ -28,7 +29,6 @@ from rscaffold.teachers.hf_local import HfTeacherConfig
 from rscaffold.teachers.openai_compat import ApiTeacherConfig
 from rscaffold.testbed.problems import TestbedConfig
 from rscaffold.testbed.teacher import ScriptedConfig
-from rscaffold.train import TrainConfig
 
 STAGES = ("testbed", "generate", "import", "segment", "label", "stats")
 

@@ -31,13 +31,13 @@ import copy
 import inspect
 import json
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from rscaffold.base_models import ModelConfig
 from rscaffold.signals import TITLES, Signal
 from rscaffold.tokenizer import IGNORE
 
@@ -47,45 +47,6 @@ SIGNAL_SET_VERSION = "2509.23619-v2"
 META_FILE = "rscaffold_student.json"
 SIGNAL_FILE = "signal_layers.safetensors"
 FORMAT_VERSION = 1
-
-
-class TinySizes(BaseModel):
-    """Sizes of a from-scratch Llama-style student (about 1M parameters by default)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    hidden: int = Field(128, ge=8, description="Hidden size (d_model).")
-    layers: int = Field(4, ge=1, description="Transformer layers.")
-    heads: int = Field(4, ge=1, description="Attention heads (no grouped-query sharing).")
-    intermediate: int = Field(384, ge=8, description="MLP hidden size.")
-    max_positions: int = Field(1024, ge=16, description="Longest sequence the model supports.")
-
-
-class ModelConfig(BaseModel):
-    """Which base model the students start from, and how it is fine-tuned."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    base: str = Field("tiny", description="tiny (from scratch), smollm2 (offline package), a hub id or a folder.")
-    tiny: TinySizes = Field(default_factory=TinySizes, description="Sizes when base=tiny.")
-    vocab_size: int = Field(1024, ge=260, description="Byte-level BPE vocabulary of a tiny student.")
-    lora: bool | None = Field(
-        None, description="LoRA (true) or full fine-tuning (false); null: LoRA above 20M parameters."
-    )
-    lora_r: int = Field(16, ge=1, description="LoRA rank (paper: 16).")
-    lora_alpha: int = Field(16, ge=1, description="LoRA alpha (paper: 16).")
-    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
-    lora_targets: list[str] = Field(
-        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        description="Module names LoRA adapts.",
-    )
-    save: Literal["merged", "adapter"] = Field(
-        "merged", description="With LoRA, save merged weights (self-contained) or the adapter alone."
-    )
-
-    def uses_lora(self, n_params: int) -> bool:
-        """LoRA as configured; by default for pretrained bases (above 20M parameters), not tiny students."""
-        return self.lora if self.lora is not None else n_params > 20_000_000
 
 
 class Output(NamedTuple):

@@ -13,7 +13,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from rscaffold.decode import DecodeConfig, Decoder, student_from_folder
+from rscaffold.decode import DecodeConfig, student_from_folder
+from rscaffold.decoder import Decoder
 from rscaffold.schema import Decoded, Question, Step
 from rscaffold.serve_models import last_user_text
 from rscaffold.signal_sources import HeadPredictor, NoSignals
@@ -23,7 +24,7 @@ _END = object()
 
 
 def step_json(step: Step) -> dict[str, Any]:
-    return {"text": step.text, "signal": step.signal.title if step.signal else None, "confidence": step.confidence}
+    return {"text": step.text, "signal": step.signal.title if step.signal is not None else None, "confidence": step.confidence}
 
 
 class StudentChat:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
-from rscaffold.model import ModelConfig, TinySizes
+from rscaffold.base_models import ModelConfig, TinySizes
 from rscaffold.train import TrainConfig, train
 
 TINY = ModelConfig(tiny=TinySizes(hidden=32, layers=2, heads=2, intermediate=64, max_positions=256), vocab_size=300)

@@ -7,7 +7,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from rscaffold.decode import BOUNDARY, DecodeConfig, Decoder
+from rscaffold.decode import BOUNDARY, DecodeConfig
+from rscaffold.decoder import Decoder
 from rscaffold.kvbatch import Batch, Student
 from rscaffold.schema import Question
 from rscaffold.signal_sources import (

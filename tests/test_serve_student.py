@@ -9,7 +9,8 @@ import httpx
 import pytest
 import torch
 
-from rscaffold.decode import DecodeConfig, Decoder, student_from_folder
+from rscaffold.decode import DecodeConfig, student_from_folder
+from rscaffold.decoder import Decoder
 from rscaffold.model import ModelConfig, load_student, make_student, save_student, student_meta
 from rscaffold.schema import Question
 from rscaffold.serve import ServeConfig, serve_in_thread

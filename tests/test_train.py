@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from rscaffold.base_models import ModelConfig, TinySizes
 from rscaffold.build import BuildConfig, run
-from rscaffold.model import ModelConfig, TinySizes, load_student
+from rscaffold.model import load_student
 from rscaffold.schema import write_jsonl
 from rscaffold.testbed.problems import TestbedConfig
 from rscaffold.train import Progress, TrainConfig, lr_factor, train
@@ -126,19 +127,13 @@ def test_schedule_warms_up_then_decays_to_zero_at_the_last_step():
     assert all(a >= b for a, b in itertools.pairwise(lrs[10:])) and lrs[100] == pytest.approx(0.0)
 
 
-def test_two_process_cpu_run_trains_and_saves(build_dir: Path, tmp_path: Path):
-    env = {
-        **os.environ,
-        "ACCELERATE_USE_CPU": "1",
-        "CUDA_VISIBLE_DEVICES": "",  # a CPU check, also on a machine with GPUs
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+def _launcher() -> list[str]:
     with socket.socket() as sock:  # a free port: port 0 is not understood by every rendezvous
         sock.bind(("127.0.0.1", 0))
         port = str(sock.getsockname()[1])
-    launcher += [
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    return [
+        *launcher,
         "--num_machines",
         "1",
         "--mixed_precision",
@@ -148,10 +143,25 @@ def test_two_process_cpu_run_trains_and_saves(build_dir: Path, tmp_path: Path):
         "--main_process_port",
         port,
     ]
+
+
+def test_two_process_cpu_run_trains_and_saves(build_dir: Path, tmp_path: Path):
+    env = {
+        **os.environ,
+        "ACCELERATE_USE_CPU": "1",
+        "CUDA_VISIBLE_DEVICES": "",  # a CPU check, also on a machine with GPUs
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     script = [str(ROOT / "scripts" / "train_tiny.py"), str(build_dir), str(tmp_path / "s"), "2"]
-    done = subprocess.run(launcher + script, env=env, capture_output=True, text=True, timeout=120)
-    errors = [line for line in done.stderr.splitlines() if "Error" in line or "error:" in line]
-    assert done.returncode == 0, "\n".join(errors[:20]) + done.stderr[-2000:]
+    failures = []
+    for _ in range(2):  # a second try when the two processes fail to meet (seen once on a loaded machine)
+        done = subprocess.run(_launcher() + script, env=env, capture_output=True, text=True, timeout=120)
+        if done.returncode == 0:
+            break
+        errors = [line for line in done.stderr.splitlines() if "Error" in line or "error:" in line]
+        failures.append("\n".join(errors[:20]) + done.stderr[-2000:])
+    assert done.returncode == 0, "\n---\n".join(failures)
     summaries = [json.loads(line[8:]) for line in done.stdout.splitlines() if line.startswith("SUMMARY ")]
     assert len(summaries) == 2 and all(s["processes"] == 2 and s["steps"] == 2 for s in summaries)
     assert load_student(tmp_path / "s")[2]["train"]["processes"] == 2
@@ -173,7 +183,8 @@ def test_cmd_train_reads_the_build_folder_and_writes_students_recipe(build_dir: 
     import argparse
     from types import SimpleNamespace
 
-    from rscaffold.train import add_train_arguments, cmd_train
+    from rscaffold.recipes import add_train_arguments
+    from rscaffold.train import cmd_train
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--run-dir")

@@ -1,0 +1,207 @@
+"""The signal-guided decoder (METHOD.md section 5): the loop of ``rscaffold decode``.
+
+For each question: predict the next signal, stop and answer when the predictor's confidence is
+below tau (the gate), otherwise write one step under that signal up to the step boundary (a blank
+line), and repeat; the answer is written under Response Generation.
+
+Speed comes from three choices. Questions are decoded in batches with one KV cache, extended token by
+token; no context is ever re-read, except the rows whose context pruning shortened. Each row moves on
+its own: when its step ends, it picks its next signal at once, while the others go on writing. And the
+signal embedding costs nothing at decode time: the proposer's last hidden state is final-normed, so
+``lm_head(h + e_s) = lm_head(h) + lm_head(e_s)``, a per-signal bias over the vocabulary (METHOD.md
+section 4) that is computed once.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+
+import torch
+
+from rscaffold.decode import BOUNDARY, DecodeConfig
+from rscaffold.kvbatch import Batch, Row, Student
+from rscaffold.schema import Decoded, Question, Step
+from rscaffold.signal_sources import SignalSource
+from rscaffold.signals import Signal
+
+
+def _sample(logits: torch.Tensor, cfg: DecodeConfig, gen: torch.Generator) -> list[int]:
+    if cfg.temperature == 0:
+        return logits.argmax(-1).tolist()
+    probs = (logits.float() / cfg.temperature).softmax(-1)
+    if cfg.top_p < 1:
+        sorted_p, order = probs.sort(-1, descending=True)
+        cut = sorted_p.cumsum(-1) - sorted_p > cfg.top_p
+        probs = probs.scatter(-1, order, sorted_p.masked_fill(cut, 0))
+    return torch.multinomial(probs, 1, generator=gen).squeeze(-1).tolist()
+
+
+class Decoder:
+    """Decodes questions in batches with one signal source; see the module docstring."""
+
+    def __init__(
+        self,
+        student: Student,
+        source: SignalSource,
+        cfg: DecodeConfig,
+        on_step: Callable[[Question, Step], None] | None = None,
+        golden: dict[str, list[Signal | None]] | None = None,
+    ):
+        """``on_step`` is called with each step as soon as it is written (for streaming); ``golden``
+        (the teacher's signals per question), when given, is copied into each output for the signal
+        metrics of evaluate."""
+        self.student, self.source, self.cfg, self.on_step, self.golden = student, source, cfg, on_step, golden
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        tok = student.tokenizer
+        self.eos = tok.eos_token_id
+        self.newline = {i for i in range(len(tok)) if "\n" in tok.decode([i])}
+        self.guided = source.name != "none" and student.signal_bias is not None
+
+    @torch.no_grad()
+    def __call__(self, questions: Iterable[Question]) -> Iterator[Decoded]:
+        """Decoded outputs in the order of ``questions``. The batch is refilled as rows finish
+        (continuous batching), so it stays full until the questions run out."""
+        pending = enumerate(questions)
+        batch: Batch | None = None
+        finished: dict[int, Decoded] = {}
+        next_out = 0
+        while True:
+            batch = self._refill(batch, pending)
+            if batch is None or not batch.rows:
+                break
+            for row in self._advance(batch):
+                finished[row.index] = self._output(row)
+            while next_out in finished:
+                yield finished.pop(next_out)
+                next_out += 1
+        yield from (finished[i] for i in sorted(finished))
+
+    def _refill(self, batch: Batch | None, pending: Iterator[tuple[int, Question]]) -> Batch | None:
+        """Let new questions join as soon as a row is free."""
+        free = self.cfg.batch_size - (len(batch.rows) if batch else 0)
+        if free == 0:
+            return batch
+        rows = [self._row(i, q) for i, q in itertools.islice(pending, free)]
+        if not rows:
+            return batch
+        if batch is None:
+            batch, joined = Batch(self.student, rows), list(range(len(rows)))
+        else:
+            joined = batch.add(rows)
+        self._decide(batch, joined)
+        return batch
+
+    def _row(self, index: int, q: Question) -> Row:
+        return Row(q, self.student.encode(self.student.prompt(q.text)), index=index)
+
+    def _advance(self, batch: Batch) -> list[Row]:
+        """One token for every row; then finish answers, close steps and choose the next signals.
+        Returns the rows that finished (and left the batch)."""
+        tokens = _sample(self._logits(batch), self.cfg, self.gen)
+        ends = [self._segment_end(row, tok) for row, tok in zip(batch.rows, tokens, strict=True)]
+        done = [row for row, end in zip(batch.rows, ends, strict=True) if end == "answer"]
+        if done:
+            keep = [i for i, end in enumerate(ends) if end != "answer"]
+            batch.keep(keep)
+            tokens, ends = [tokens[i] for i in keep], [ends[i] for i in keep]
+        if batch.rows:
+            batch.step(tokens)
+            closed = [i for i, end in enumerate(ends) if end == "step"]
+            if closed:
+                self._close_steps(batch, closed)
+                self._decide(batch, closed)
+        return done
+
+    def _logits(self, batch: Batch) -> torch.Tensor:
+        logits = self.student.lm.lm_head(batch.hidden)
+        if self.guided:
+            signals = torch.tensor([int(r.signal) for r in batch.rows], device=logits.device)
+            logits = logits + self.student.signal_bias[signals].to(logits.dtype)
+        return logits
+
+    def _segment_end(self, row: Row, tok: int) -> str | None:
+        """Add ``tok`` to the row's segment; 'answer' or 'step' when that ends the segment."""
+        row.segment.append(tok)
+        row.tokens += 1
+        if row.answering:
+            if tok == self.eos or len(row.segment) >= self.cfg.max_answer_tokens or row.tokens >= self.cfg.max_tokens:
+                ended = "eos" if tok == self.eos else "max_tokens"
+                row.answer = self.student.tokenizer.decode(row.segment, skip_special_tokens=True)
+                row.stop_reason = row.stop_reason or ended
+                return "answer"
+            return None
+        if tok == self.eos:  # the student ends inside a step: keep the step, with no answer
+            row.stop_reason = "eos"
+            return self._end_without_answer(row)
+        boundary = tok in self.newline and BOUNDARY in self.student.tokenizer.decode(row.segment)
+        if boundary or len(row.segment) >= self.cfg.max_step_tokens or row.tokens >= self.cfg.max_tokens:
+            return "step"
+        return None
+
+    def _end_without_answer(self, row: Row) -> str:
+        text = self.student.tokenizer.decode(row.segment, skip_special_tokens=True)
+        if text.strip():
+            row.steps.append(Step(text=text, sep="", signal=row.signal, confidence=row.confidence))
+        return "answer"
+
+    def _close_steps(self, batch: Batch, closed: list[int]) -> None:
+        for i in closed:
+            row = batch.rows[i]
+            text = self.student.tokenizer.decode(row.segment, skip_special_tokens=True).split(BOUNDARY)[0]
+            row.steps.append(Step(text=text, sep=BOUNDARY, signal=row.signal, confidence=row.confidence))
+            row.step_tokens.append(list(row.segment))
+            if self.on_step is not None:
+                self.on_step(row.question, row.steps[-1])
+            if self.cfg.prune and row.signal is Signal.CONCLUSION:
+                # The stage is finished: only its conclusion stays. The prompt and the earlier
+                # conclusions are unchanged, so only this step is encoded again, at its new place.
+                earlier = [
+                    ids
+                    for s, ids in zip(row.steps[:-1], row.step_tokens[:-1], strict=True)
+                    if s.signal is Signal.CONCLUSION
+                ]
+                batch.shorten(i, row.prompt_len + sum(map(len, earlier)), row.step_tokens[-1])
+
+    def _decide(self, batch: Batch, which: list[int]) -> None:
+        rows = [batch.rows[i] for i in which]
+        head = self.student.signal_head
+        logits = head(batch.hidden[which]) if head is not None and self.source.name == "predictor-head" else None
+        for row, (signal, conf) in zip(rows, self.source.choose(rows, logits), strict=True):
+            row.segment, row.confidence = [], conf
+            forced = "max_steps" if len(row.steps) >= self.cfg.max_steps else None
+            forced = forced or ("max_tokens" if row.tokens >= self.cfg.max_tokens else None)
+            if self.source.name == "none":
+                row.answering, row.signal = True, None
+            elif forced or signal is Signal.RESPONSE or conf < self.cfg.tau:
+                row.answering, row.signal = True, Signal.RESPONSE
+                row.stop_reason = forced or ("gate" if conf < self.cfg.tau else "response")
+            else:
+                row.signal = signal
+
+    def _metadata(self, row: Row) -> dict:
+        meta = {"context_tokens": len(row.context), "step_tokens": [len(t) for t in row.step_tokens]}
+        if self.source.name.startswith("predictor"):
+            meta["tau"] = self.cfg.tau
+        if self.golden is not None and row.question.id in self.golden:
+            meta["golden_signals"] = [s.key if s is not None else None for s in self.golden[row.question.id]]
+        if "choices" in row.question.metadata:
+            meta["choices"] = row.question.metadata["choices"]
+        return meta
+
+    def _output(self, row: Row) -> Decoded:
+        q = row.question
+        return Decoded(
+            question_id=q.id,
+            method=self.student.method,
+            signal_source=self.source.name,
+            benchmark=q.task,
+            split=str(q.metadata.get("split", "")),
+            question=q.text,
+            gold=q.gold,
+            steps=row.steps,
+            answer_text=row.answer,
+            tokens=row.tokens,
+            stop_reason=row.stop_reason,
+            metadata=self._metadata(row),
+        )
