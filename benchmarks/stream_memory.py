@@ -66,12 +66,15 @@ def main() -> None:
     n = build(args.shared, source, args.size_mb)
     print(f"input: {source.stat().st_size / 2**20:,.0f} MB, {n:,} traces")
     cli = [sys.executable, "-m", "rscaffold.cli"]
-    for stage, inp, out in [
-        ("segment", source, "segmented.jsonl"),
-        ("label", args.workdir / "segmented.jsonl", "labelled.jsonl"),
-    ]:
-        rss, secs = peak_rss_mb([*cli, stage, "--input", str(inp), "--output", str(args.workdir / out)])
-        print(f"{stage}: peak RSS {rss:,.0f} MB, {secs:,.1f} s")
+    segmented, labelled = args.workdir / "segmented.jsonl", args.workdir / "labelled.jsonl"
+    runs = [
+        ("segment", ["segment", "--input", str(source), "--output", str(segmented)]),
+        ("label, keywords", ["label", "--policy", "keywords", "--input", str(segmented), "--output", str(labelled)]),
+        ("label, keywords + learned labeller", ["label", "--input", str(segmented), "--output", str(labelled)]),
+    ]
+    for name, argv in runs if args.learned else runs[:2]:
+        rss, secs = peak_rss_mb([*cli, *argv])
+        print(f"{name}: peak RSS {rss:,.0f} MB, {secs:,.1f} s")
 
 
 if __name__ == "__main__":
