@@ -35,9 +35,9 @@ def plain(student, questions, batch: int, new_tokens: int) -> tuple[float, int]:
     tok.padding_side = "left"
     for i in range(0, len(questions), batch):
         chunk = [student.prompt(q.text) for q in questions[i : i + batch]]
-        enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(student.lm.device)
         if student.add_bos:
-            bos = torch.full((enc.input_ids.shape[0], 1), tok.bos_token_id)
+            bos = torch.full((enc.input_ids.shape[0], 1), tok.bos_token_id, device=enc.input_ids.device)
             enc = {
                 "input_ids": torch.cat([bos, enc.input_ids], 1),
                 "attention_mask": torch.cat([torch.ones_like(bos), enc.attention_mask], 1),
@@ -64,9 +64,10 @@ def main() -> None:
     p.add_argument("--n", type=int, default=256)
     p.add_argument("--tau", type=float, default=0.0, help="0: the gate never stops early, so steps are written")
     p.add_argument("--memory-questions", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    student = student_from_folder(args.student)
+    student = student_from_folder(args.student, args.device)
     questions = list(itertools.islice(read_jsonl(args.questions, Question), args.n))
     cfg = DecodeConfig(batch_size=args.batch, tau=args.tau)
     guided(student, HeadPredictor(), questions[: args.batch], cfg)  # warm-up
