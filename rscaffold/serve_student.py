@@ -24,7 +24,8 @@ _END = object()
 
 
 def step_json(step: Step) -> dict[str, Any]:
-    return {"text": step.text, "signal": step.signal.title if step.signal is not None else None, "confidence": step.confidence}
+    signal = step.signal.title if step.signal is not None else None
+    return {"text": step.text, "signal": signal, "confidence": step.confidence}
 
 
 class StudentChat:

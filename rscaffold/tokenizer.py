@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from rscaffold.decode import BOUNDARY
+
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<bos>", "eos_token": "<eos>"}
 IGNORE = -100
 NO_SIGNAL = -1
@@ -40,7 +42,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int = 1024, out_dir: str | Path 
 
     Returns a ``transformers.PreTrainedTokenizerFast`` whose special tokens are pad, bos and eos.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
@@ -56,6 +58,9 @@ def train_bpe(texts: Iterable[str], vocab_size: int = 1024, out_dir: str | Path 
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
+    # The step boundary is one token wherever it stands: the GPT-2 regex splits "\n\n" in two
+    # before a word, and a student then cannot tell a step's first newline from its last.
+    tok.add_tokens([AddedToken(BOUNDARY, normalized=False)])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
     if out_dir is not None:
         fast.save_pretrained(str(out_dir))

@@ -34,6 +34,16 @@ def test_digits_are_single_tokens_and_specials_exist(tok):
     assert len({tok.pad_token_id, tok.bos_token_id, tok.eos_token_id}) == 3
 
 
+def test_the_step_boundary_is_one_token_wherever_it_stands(tok):
+    """A segment ends in "\n\n" and decoding writes it before the next step's first word: both must
+    give the same single token, or a student cannot tell where a step ends."""
+    boundary = tok("\n\n", add_special_tokens=False)["input_ids"]
+    assert len(boundary) == 1
+    before_word = tok("So 3.\n\nNow", add_special_tokens=False)["input_ids"]
+    assert before_word.count(boundary[0]) == 1 and tok.decode(before_word) == "So 3.\n\nNow"
+    assert tok("So 3.\n\n", add_special_tokens=False)["input_ids"][-1:] == boundary
+
+
 def test_saved_tokenizer_loads_and_encodes_the_same(tok, tmp_path: Path):
     tok.save_pretrained(str(tmp_path))
     again = load_tokenizer(tmp_path)
