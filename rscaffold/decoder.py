@@ -22,6 +22,7 @@ import torch
 from rscaffold.decode import BOUNDARY, DecodeConfig
 from rscaffold.kvbatch import Batch, Row, Student
 from rscaffold.schema import Decoded, Question, Step
+from rscaffold.segment import segment_text
 from rscaffold.signal_sources import SignalSource
 from rscaffold.signals import Signal
 
@@ -125,9 +126,11 @@ class Decoder:
         row.segment.append(tok)
         row.tokens += 1
         if row.answering:
-            if tok == self.eos or len(row.segment) >= self.cfg.max_answer_tokens or row.tokens >= self.cfg.max_tokens:
+            # Free decoding writes its whole output as one segment: only max_tokens bounds it.
+            limit = self.cfg.max_tokens if self.source.name == "none" else self.cfg.max_answer_tokens
+            if tok == self.eos or len(row.segment) >= limit or row.tokens >= self.cfg.max_tokens:
                 ended = "eos" if tok == self.eos else "max_tokens"
-                row.answer = self.student.tokenizer.decode(row.segment, skip_special_tokens=True)
+                self._finish_answer(row, self.student.tokenizer.decode(row.segment, skip_special_tokens=True))
                 row.stop_reason = row.stop_reason or ended
                 return "answer"
             return None
@@ -138,6 +141,16 @@ class Decoder:
         if boundary or len(row.segment) >= self.cfg.max_step_tokens or row.tokens >= self.cfg.max_tokens:
             return "step"
         return None
+
+    def _finish_answer(self, row: Row, text: str) -> None:
+        """The answer; free decoding's output is cut on blank lines into steps (no signal) and the
+        answer (the last fragment), as segmentation cuts a teacher's trace."""
+        if self.source.name != "none":
+            row.answer = text
+            return
+        *steps, last = segment_text(text) or [Step(text=text)]
+        row.steps = [Step(text=s.text, sep=s.sep) for s in steps]
+        row.answer = last.text
 
     def _end_without_answer(self, row: Row) -> str:
         text = self.student.tokenizer.decode(row.segment, skip_special_tokens=True)

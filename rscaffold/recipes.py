@@ -49,7 +49,9 @@ class TrainConfig(BaseModel):
     signal_as_text: bool = Field(False, description="Ablation: the signal as a text prefix of each step, no SEL/head.")
     max_length: int = Field(1024, ge=16, description="Longest training sequence in tokens (longer ones are cut).")
     bucket: bool = Field(True, description="Batch sequences of similar length (less padding).")
-    bf16: bool | None = Field(None, description="bf16 autocast; null: where the hardware supports it.")
+    bf16: bool | None = Field(
+        None, description="bf16 autocast; null: on a GPU that supports it (on CPUs it was slower)."
+    )
     checkpoint_every: int = Field(
         0, ge=0, description="Save a resumable checkpoint every N optimizer steps (0: never)."
     )

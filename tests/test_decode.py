@@ -196,8 +196,12 @@ def test_random_and_none_sources(student):
     source = RandomSignals({R: 0.5, C: 0.5}, lengths=[2], seed=0)
     for d in Decoder(student, source, DecodeConfig(**CFG))(questions(3)):
         assert len(d.steps) == 2 and {s.signal for s in d.steps} <= {R, C}
-    for d in Decoder(student, NoSignals(), DecodeConfig(**CFG))(questions(3)):
-        assert d.steps == [] and d.stop_reason in ("eos", "max_tokens") and d.tokens >= 1
+    free = DecodeConfig(**{**CFG, "max_tokens": 40})  # free decoding is bounded by max_tokens, not the answer's
+    for d in Decoder(student, NoSignals(), free)(questions(3)):
+        assert d.stop_reason in ("eos", "max_tokens") and d.tokens > CFG["max_answer_tokens"]
+        assert all(s.signal is None for s in d.steps)
+        text = "".join(s.text + s.sep for s in d.steps) + d.answer_text  # cut on blank lines, nothing lost
+        assert BOUNDARY not in d.answer_text.strip() and len(text) > 0
 
 
 def test_generative_predictor_constrained_to_the_names(student):

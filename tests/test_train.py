@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,24 @@ def test_schedule_warms_up_then_decays_to_zero_at_the_last_step():
     lrs = [lr_factor(s, progress, cfg) for s in range(101)]
     assert lrs[0] < lrs[5] < lrs[10] and max(lrs) == pytest.approx(1.0, abs=1e-3)
     assert all(a >= b for a, b in itertools.pairwise(lrs[10:])) and lrs[100] == pytest.approx(0.0)
+
+
+def test_a_time_budget_replans_after_a_tenth_of_the_time_when_the_probe_overestimated():
+    """Seen: a probe planned 493 steps where 45 fitted; the replan waited for step 49 and never came."""
+    from rscaffold.train import replan
+
+    class One:  # a single-process accelerator for steps_that_fit
+        device = "cpu"
+
+        def reduce(self, t, _):
+            return t
+
+    progress = Progress()
+    progress.step, progress.total = 4, 493
+    now = time.perf_counter()
+    cfg = TrainConfig(max_minutes=2)
+    replan(One(), progress, cfg, started=now - 20, pace=(now - 20, 0))  # 4 steps in 20 s of 120 s
+    assert progress.replanned and 4 < progress.total <= 4 + 100 / 5 + 1
 
 
 def _launcher() -> list[str]:
