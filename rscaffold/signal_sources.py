@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import torch
 
 from rscaffold.kvbatch import Batch, Row, Student
-from rscaffold.schema import Question, Step
+from rscaffold.schema import InputError, Question, Step
 from rscaffold.signals import Signal
 
 
@@ -45,7 +45,12 @@ class GoldenSignals:
     def choose(self, rows: Sequence[Row], signal_logits: torch.Tensor | None) -> list[tuple[Signal, float]]:
         out = []
         for row in rows:
-            seq = self.sequences.get(row.question.id, [])
+            seq = self.sequences.get(row.question.id)
+            if seq is None:  # silently answering at once would score a wrong "golden" row
+                raise InputError(
+                    f"no golden signals for question {row.question.id!r}: the teacher traces lack it "
+                    "(generate them with generate.filter_wrong=false)"
+                )
             t = len(row.steps)
             signal = seq[t] if t < len(seq) else Signal.RESPONSE
             out.append((signal if signal is not None else Signal.REASONING, 1.0))
