@@ -113,12 +113,17 @@ _BRIEF = (
 )
 
 
+def _brief(summary: dict[str, Any]) -> dict[str, Any]:
+    """The few keys of a stage's summary worth a line on the terminal and in the manifest."""
+    return {k: summary[k] for k in _BRIEF if k in summary}
+
+
 def run_stage(stage: str, cfg: Config, run_dir: Path) -> dict[str, Any]:
     """Run one stage inside a run folder and record it in the manifest."""
     inp, out = stage_paths(run_dir, stage, cfg)
     started = time.perf_counter()
     summary = STAGES[stage](cfg, inp, out)
-    brief = {k: summary[k] for k in _BRIEF if k in summary}
+    brief = _brief(summary)
     record_stage(run_dir, cfg, stage, {**brief, "seconds": round(time.perf_counter() - started, 2)})
     return summary
 
@@ -154,7 +159,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
     if getattr(args, "judge", None):  # --judge CONFIG: the judge's settings from their own file
         cfg = cfg.model_copy(update={"judge": load_judge_config(args.judge, cfg.judge)})
     summary = _stage_command(stage, args, cfg)
-    brief = {k: summary[k] for k in _BRIEF if k in summary}
+    brief = _brief(summary)
     print(json.dumps(brief))
     return 0
 
@@ -179,7 +184,7 @@ def cmd_run(args: argparse.Namespace, cfg: Config | None = None) -> int:
     for stage in cfg.run.stages:
         started = time.perf_counter()
         summary = run_stage(stage, cfg, run_dir)
-        brief = {k: summary[k] for k in _BRIEF if k in summary}
+        brief = _brief(summary)
         print(f"[{stage}] {time.perf_counter() - started:.1f}s {json.dumps(brief)}", file=sys.stderr)
     if cfg.run.stages and cfg.run.stages[-1] == "stats":
         print(stats.format_summary(summary))

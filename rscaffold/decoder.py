@@ -5,7 +5,7 @@ below tau (the gate), otherwise write one step under that signal up to the step 
 line), and repeat; the answer is written under Response Generation.
 
 Speed comes from three choices. Questions are decoded in batches with one KV cache, extended token by
-token; no context is ever re-read, except the rows whose context pruning shortened. Each row moves on
+token; nothing is re-read, except a conclusion that pruning moved to a new place. Each row moves on
 its own: when its step ends, it picks its next signal at once, while the others go on writing. And the
 signal embedding costs nothing at decode time: the proposer's last hidden state is final-normed, so
 ``lm_head(h + e_s) = lm_head(h) + lm_head(e_s)``, a per-signal bias over the vocabulary (METHOD.md

@@ -21,7 +21,7 @@ from typing import Any
 from rscaffold.labeller import LearnedLabeller
 from rscaffold.schema import InputError, Trace, read_jsonl
 from rscaffold.signals import Signal
-from rscaffold.stats import NONE, STATES
+from rscaffold.stats import NONE, STATES, signal_key
 
 TARGET_OVERALL, TARGET_PER_SIGNAL = 0.95, 0.85
 """Issue 5's bar for the full labelling against the testbed's true signals."""
@@ -43,10 +43,6 @@ Personal Opinion and Recall ("i recall", "i remember"); managing uncertainty (do
 Conclusion and Summary. No tag corresponds to Addition or Examples."""
 
 
-def _key(signal: Signal | None) -> str:
-    return NONE if signal is None else signal.key
-
-
 def _thinking(trace: Trace) -> list[int]:
     return [i for i, s in enumerate(trace.steps) if s.signal is not Signal.RESPONSE]
 
@@ -63,7 +59,7 @@ class FileReport:
 
     def add(self, trace: Trace, tag_signals: list[Signal | None] | None = None) -> None:
         source = self.by_source.setdefault(trace.teacher, Counter())
-        keys = [_key(s.signal) for s in trace.steps]
+        keys = [signal_key(s.signal) for s in trace.steps]
         self.signals.update(keys)
         self.transitions.update(pairwise(keys))
         for i in _thinking(trace):
@@ -201,7 +197,7 @@ def report_file(path: Path, tags: dict[str, list[dict[str, Any]]] | None = None)
 
 def _signals(path: Path) -> Iterator[tuple[tuple[str, str], list[str]]]:
     for trace in read_jsonl(path, Trace):
-        yield (trace.teacher, trace.question_id), [_key(trace.steps[i].signal) for i in _thinking(trace)]
+        yield (trace.teacher, trace.question_id), [signal_key(trace.steps[i].signal) for i in _thinking(trace)]
 
 
 def compare_files(a: Path, b: Path) -> dict[str, Any]:

@@ -20,7 +20,8 @@ NONE = "none"
 STATES = [s.key for s in Signal] + [NONE]
 
 
-def _key(signal: Signal | None) -> str:
+def signal_key(signal: Signal | None) -> str:
+    """A signal's key, or ``none`` for an unlabelled step."""
     return NONE if signal is None else signal.key
 
 
@@ -42,10 +43,10 @@ class TraceStats:
         teacher = self.per_teacher.setdefault(trace.teacher, Counter())
         previous = None
         for step in trace.steps:
-            self.signals[_key(step.signal)] += 1
+            self.signals[signal_key(step.signal)] += 1
             if previous is not None:
-                self.transitions[(previous, _key(step.signal))] += 1
-            previous = _key(step.signal)
+                self.transitions[(previous, signal_key(step.signal))] += 1
+            previous = signal_key(step.signal)
             if step.signal is Signal.RESPONSE:
                 continue
             self.thinking_steps += 1
@@ -53,7 +54,7 @@ class TraceStats:
             teacher["steps"] += 1
             teacher["keyword"] += step.labelled_by == "keyword"
             if step.true_signal is not None:
-                self.truth[(step.true_signal.key, _key(step.signal))] += 1
+                self.truth[(step.true_signal.key, signal_key(step.signal))] += 1
 
     def summary(self) -> dict[str, Any]:
         n_steps = sum(self.steps_per_trace)
