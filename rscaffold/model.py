@@ -84,7 +84,9 @@ class Proposer(nn.Module):
         out = decoder(
             input_ids=input_ids, attention_mask=attention_mask, use_cache=use_cache, position_ids=position_ids, **cache
         )
-        return out.last_hidden_state, out.get("cache", out.get("past_key_values"))
+        # transformers 5 names the field `cache` (and warns when `past_key_values` is read); 4.x `past_key_values`
+        name = "cache" if "cache" in getattr(type(out), "__dataclass_fields__", {}) else "past_key_values"
+        return out.last_hidden_state, out.get(name)
 
     def with_signal(self, h: torch.Tensor, signal_ids: torch.Tensor | None) -> torch.Tensor:
         """``h + SEL[signal]`` where a signal is given (id >= 0), ``h`` elsewhere."""

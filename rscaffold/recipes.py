@@ -33,6 +33,15 @@ class TrainConfig(BaseModel):
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     epochs: float = Field(3.0, gt=0, description="Passes over the data when neither max_steps nor max_minutes is set.")
     max_steps: int | None = Field(None, ge=1, description="Optimizer steps (overrides epochs and max_minutes).")
+    max_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Token budget (prompt + completion, padding excluded): steps = budget / (mean sequence "
+        "length x batch x accumulation x processes). Gives recipes an equal budget; max_steps overrides it.",
+    )
+    max_examples: int | None = Field(
+        None, ge=1, description="Train on a seeded random subset of at most this many records (null: all)."
+    )
     max_minutes: float | None = Field(None, gt=0, description="Wall-clock budget of the loop; the schedule ends there.")
     probe_steps: int = Field(4, ge=1, description="Micro-steps timed to size a max_minutes run.")
     warmup: float = Field(0.05, ge=0, lt=1, description="Share of steps with a linear warm-up.")

@@ -10,7 +10,9 @@ The loop is plain PyTorch on an ``Accelerator``, so ``accelerate launch`` gives 
 unchanged: gradient accumulation, bf16 autocast, a cosine schedule with warmup, completion-only loss,
 length-bucketed batches, a progress bar, Accelerate trackers, checkpoints every N steps and ``--resume``.
 
-Length of a run: ``train.max_steps`` if set; else ``train.max_minutes`` (a wall-clock budget of the loop;
+Length of a run: ``train.max_steps`` if set; else ``train.max_tokens`` (a token budget turned into steps
+from the set's mean sequence length, so that recipes with long and short sequences get equal budgets);
+else ``train.max_minutes`` (a wall-clock budget of the loop;
 METHOD.md section 7: each fine-tune needs a schedule that ends at its own budget); else ``train.epochs``.
 With a budget, the loop first times ``probe_steps`` forward/backward passes without updating the weights
 and plans the number of optimizer steps that fit; after a tenth of them it re-plans once from the measured
@@ -41,6 +43,7 @@ from rscaffold.signals import TITLES, Signal
 from rscaffold.tokenizer import BucketBatches, collate, encode_pair, encode_proposer, load_tokenizer
 
 log = logging.getLogger(__name__)
+LOG_SECONDS = 30.0  # a progress line this often when stderr is not a terminal
 
 
 class Progress:
@@ -75,6 +78,10 @@ def load_records(data_dir: Path, recipe: str, cfg: TrainConfig) -> list[dict[str
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not records:
         raise InputError(f"{path}: no records")
+    if cfg.max_examples and len(records) > cfg.max_examples:  # e.g. the predictor's ~10 pairs per trace
+        import random
+
+        records = random.Random(cfg.seed).sample(records, cfg.max_examples)
     if cfg.signal_as_text and RECIPES[recipe].get("proposer"):
         for r in records:
             r["segments"] = [
@@ -104,7 +111,16 @@ def load_backbone(recipe: str, model_cfg: ModelConfig, cfg: TrainConfig, records
     saved = ckpt_dir / "tokenizer"
     if model_cfg.base == "tiny" and saved.exists():
         return load_base(model_cfg, corpus=lambda: [], seed=cfg.seed, tokenizer=load_tokenizer(saved))
-    return load_base(model_cfg, corpus=lambda: corpus(records), seed=cfg.seed)
+    return load_base(model_cfg, corpus=lambda: corpus(records) + wording(recipe, data_dir), seed=cfg.seed)
+
+
+def wording(recipe: str, data_dir: Path) -> list[str]:
+    """Extra tokenizer text for a base model: the build's trace wording (long.jsonl), so that the
+    students fine-tuned from it tokenise traces well. The model itself never trains on them."""
+    path = data_dir / RECIPES["long-sft"]["file"]
+    if recipe != "pretrain" or not path.exists():
+        return []
+    return corpus([json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()])
 
 
 def loss_weights(cfg: TrainConfig, has_head: bool) -> tuple[float, float]:
@@ -126,6 +142,12 @@ def make_accelerator(cfg: TrainConfig, model_cfg: ModelConfig, out_dir: Path):
         log_with=cfg.trackers or None,
         project_dir=str(out_dir),
     )
+
+
+def steps_for_tokens(cfg: TrainConfig, lengths: list[int], processes: int) -> int:
+    """Optimizer steps that see about ``cfg.max_tokens`` tokens (mean length x sequences per step)."""
+    per_step = sum(lengths) / len(lengths) * cfg.batch_size * cfg.grad_accum * processes
+    return max(1, round(cfg.max_tokens / per_step))
 
 
 def probe_total(accelerator, model, loader, cfg: TrainConfig, budget_s: float) -> int:
@@ -158,7 +180,7 @@ def replan(accelerator, progress: Progress, cfg: TrainConfig, started: float, pa
     from the loop's measured pace (the probe leaves out the optimizer, logging and checkpoints, and
     has been seen to be 10x off on long sequences), so that the schedule ends at the budget.
     ``pace``: when this invocation's loop started, and at which step."""
-    if not cfg.max_minutes or cfg.max_steps or progress.replanned:
+    if not cfg.max_minutes or cfg.max_steps or cfg.max_tokens or progress.replanned:
         return
     now = time.perf_counter()
     by_steps = progress.step >= max(5, progress.total // 10)
@@ -229,9 +251,14 @@ def train(
     if progress.total == 0:
         steps_per_epoch = max(1, len(loader) // cfg.grad_accum)
         budget = cfg.max_minutes * 60 if cfg.max_minutes else None
-        progress.total = cfg.max_steps or (
-            probe_total(accelerator, model, loader, cfg, budget) if budget else math.ceil(cfg.epochs * steps_per_epoch)
-        )
+        if cfg.max_steps:
+            progress.total = cfg.max_steps
+        elif cfg.max_tokens:
+            progress.total = steps_for_tokens(cfg, lengths, accelerator.num_processes)
+        elif budget:
+            progress.total = probe_total(accelerator, model, loader, cfg, budget)
+        else:
+            progress.total = math.ceil(cfg.epochs * steps_per_epoch)
     if cfg.trackers:
         accelerator.init_trackers("rscaffold", config={"recipe": recipe, **cfg.model_dump(mode="json")})
 
@@ -243,6 +270,7 @@ def train(
         disable=not (accelerator.is_main_process and sys.stderr.isatty()),
     )
     seen_tokens, last, pace = 0, {}, (time.perf_counter(), progress.step)
+    logged = time.perf_counter()
     model.train()
     if on_step is not None and progress.step == 0:
         on_step(0, accelerator.unwrap_model(model))
@@ -275,6 +303,10 @@ def train(
             if on_step is not None:
                 on_step(progress.step, accelerator.unwrap_model(model))
             replan(accelerator, progress, cfg, started, pace)
+            if bar.disable and accelerator.is_main_process and time.perf_counter() - logged >= LOG_SECONDS:
+                logged = time.perf_counter()  # no bar off a terminal: one line now and then instead
+                log.info("train %s: step %d/%d, loss %.3f, %.0fs", recipe, progress.step, progress.total,
+                         loss.item(), logged - started)  # fmt: skip
             if progress.step >= progress.total or _over_budget(accelerator, cfg, started):
                 break
         else:
@@ -286,6 +318,7 @@ def train(
         "recipe": recipe,
         "steps": progress.step,
         "planned_steps": progress.total,
+        "token_budget": cfg.max_tokens,
         "resumed_from": resumed_from,
         **throughput(accelerator, seen_tokens, time.perf_counter() - started),
         "lr": lr,
