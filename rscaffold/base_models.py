@@ -45,7 +45,11 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base: str = Field("tiny", description="tiny (from scratch), smollm2 (offline package), a hub id or a folder.")
+    base: str = Field(
+        "tiny",
+        description="tiny (from scratch), testbed (the shipped tiny base), smollm2 (offline package), "
+        "a hub id or a folder.",
+    )
     tiny: TinySizes = Field(default_factory=TinySizes, description="Sizes when base=tiny.")
     vocab_size: int = Field(1024, ge=260, description="Byte-level BPE vocabulary of a tiny student.")
     lora: bool | None = Field(
@@ -159,7 +163,21 @@ def _pretrained(name: str) -> tuple[Any, Any, dict]:
     return model, load_tokenizer(name), {"base": name, "add_bos": add_bos}
 
 
-BASES: dict[str, Callable[..., tuple[Any, Any, dict]]] = {"tiny": _tiny, "smollm2": _smollm2}
+TESTBED_BASE = Path(__file__).parent / "bases" / "testbed"
+"""The shipped tiny base model for the testbed (``model.base=testbed``): pretrained once, without any
+trace or signal, by ``scripts/build_base.sh``; its recipe, data seed and hash are in its ``BASE.md``."""
+
+
+def _testbed(model_cfg: Any, corpus: Any, seed: int, tokenizer: Any = None) -> tuple[Any, Any, dict]:
+    if not (TESTBED_BASE / "model.safetensors").exists():
+        from rscaffold.schema import InputError
+
+        raise InputError(f"{TESTBED_BASE}: the testbed base model is missing; rebuild it with scripts/build_base.sh")
+    model, tokenizer, info = _pretrained(str(TESTBED_BASE))
+    return model, tokenizer, {**info, "base": "testbed"}
+
+
+BASES: dict[str, Callable[..., tuple[Any, Any, dict]]] = {"tiny": _tiny, "smollm2": _smollm2, "testbed": _testbed}
 
 
 def load_base(

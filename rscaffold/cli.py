@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections import Counter
@@ -193,9 +194,17 @@ def cmd_run(args: argparse.Namespace, cfg: Config | None = None) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """``rscaffold demo [--config C] [--run-dir R]``: the whole experiment (rscaffold.demo); with
+    ``--data-only``, only the data stages (testbed to stats)."""
+    from rscaffold.demo import run_demo
+
     args.config = args.config or shipped_config("demo")
-    args.run_dir = args.run_dir or "runs/demo"
-    return cmd_run(args)
+    cfg = _config(args, {})
+    args.run_dir = args.run_dir or cfg.run.dir or "runs/demo"
+    if args.data_only:
+        return cmd_run(args, cfg)
+    run_demo(cfg, Path(args.run_dir))
+    return 0
 
 
 def _with_config(
@@ -332,8 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     _config_options(run)
     run.set_defaults(func=cmd_run)
 
-    demo = sub.add_parser("demo", help="the offline demo: testbed, scripted teacher, segment, label, stats")
-    demo.add_argument("--run-dir", help="run folder (default runs/demo)")
+    demo = sub.add_parser(
+        "demo", help="the whole experiment offline: data, build, train every recipe, decode, evaluate, report"
+    )
+    demo.add_argument("--run-dir", help="run folder (default run.dir of the config, else runs/demo)")
+    demo.add_argument("--data-only", action="store_true", help="only the data stages (testbed to stats)")
     _config_options(demo)
     demo.set_defaults(func=cmd_demo)
     return parser
@@ -341,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not sys.stderr.isatty():  # before transformers loads: no per-load bars in logs (read once at import)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )

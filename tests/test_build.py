@@ -104,7 +104,7 @@ def test_run_writes_every_set_and_stats(tmp_path: Path):
     assert not (tmp_path / "build" / "pretrain.jsonl").exists()
 
 
-def test_pretrain_set_has_questions_lookups_and_drills_but_no_test_question(tmp_path: Path):
+def test_pretrain_set_has_lookups_expressions_and_drills_but_no_test_question(tmp_path: Path):
     from rscaffold.testbed.problems import make_splits
 
     small = TestbedConfig(train=30, test_id=10, test_ood=0, test_surface=0, perturbed_groups=0)
@@ -115,9 +115,27 @@ def test_pretrain_set_has_questions_lookups_and_drills_but_no_test_question(tmp_
     cfg = BuildConfig(pretrain_questions=30, pretrain_drills=5)
     run(run_dir / "labelled.jsonl", run_dir / "build", cfg, small, seed=0)
     docs = [json.loads(line)["completion"] for line in (run_dir / "build" / "pretrain.jsonl").read_text().splitlines()]
-    assert any("How many" in d and d.rstrip(".").split()[-1].isdigit() for d in docs)
-    assert sum(d.count(" = ") == 8 for d in docs) == 5
-    assert not {q.text for q in test} & set(docs)
+    assert sum(d[0].isdigit() and len(d.splitlines()) == 8 for d in docs) == 5  # the drill documents
+    questions = {q.text: q for q in make_splits(small.model_copy(update={"test_id": 0}), 1000)["train"]}
+    lookups = 0
+    for doc in docs:
+        text, *lines = doc.split("\n")
+        assert text not in {q.text for q in test}
+        if text not in questions:
+            continue
+        values = questions[text].metadata["values"]
+        given = {d["name"] for d in questions[text].metadata["quantities"] if d["op"] == "given"}
+        for line in lines:
+            parts = line.split(" = ")
+            if len(parts) == 2:  # a look-up: a given fact's value, never a derived one
+                assert parts[0] in given and int(parts[1]) == values[parts[0]]
+                lookups += 1
+            else:  # an expression over given facts: names, then their values, then the result
+                names, numbers, result = parts
+                assert eval(numbers.replace("/", "//")) == int(result) >= 0
+                for name, number in zip(names.split()[::2], numbers.split()[::2], strict=True):
+                    assert number == (str(values[name]) if name in values else name)
+    assert lookups >= 30
 
 
 def test_pretrain_drills_are_correct():
