@@ -18,6 +18,7 @@ from rscaffold.base_models import ModelConfig
 from rscaffold.build import BuildConfig
 from rscaffold.cache import CacheConfig
 from rscaffold.decode import DecodeConfig
+from rscaffold.demo import DemoConfig
 from rscaffold.evaluate import EvaluateConfig
 from rscaffold.judge import JudgeConfig
 from rscaffold.label import LabelConfig
@@ -98,6 +99,7 @@ class Config(Section):
     report: ReportConfig = Field(default_factory=ReportConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    demo: DemoConfig = Field(default_factory=DemoConfig)
 
 
 def _parse_value(text: str) -> Any:

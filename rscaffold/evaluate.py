@@ -175,8 +175,11 @@ def evaluate_file(path: Path, run_dir: Path, cfg: EvaluateConfig) -> tuple[dict[
     questions = load_questions(run_dir, first.benchmark, first.split)
     scored = [score_decoded(d, questions.get(d.question_id), ex, cfg.primary) for d in decoded]
     spec = SPECS[first.benchmark]
+    student, variant = [*path.stem.split("__"), "", ""][:2]  # decoded/<student>__<variant>__<split>.jsonl
     entry = {
         "file": path.name,
+        "student": student,
+        "variant": variant,
         "method": first.method,
         "signal_source": first.signal_source,
         "benchmark": first.benchmark,

@@ -57,17 +57,18 @@ def _pct(ci: dict[str, Any]) -> str:
 
 def table(entries: list[dict[str, Any]]) -> str:
     """The comparison table as HTML, one row per (run, method, signal source, benchmark, split)."""
-    head = ["run", "method", "signal source", "benchmark", "split", "n", "Pass@1 strict [95% CI]",
+    head = ["run", "method", "variant", "signal source", "benchmark", "split", "n", "Pass@1 strict [95% CI]",
             "Pass@1 flexible [95% CI]", "tokens / answer", "equations right", "next-signal acc."]  # fmt: skip
     rows = []
     for e in entries:
         tokens = e.get("tokens_per_answer")
         eq = e.get("consistency", {}).get("equations_right")
         nxt = e.get("signals", {}).get("next_signal", {}).get("accuracy")
-        cells = [Path(e["run"]).name, e["method"], e["signal_source"], e["benchmark"], e["split"], e["n"],
+        cells = [Path(e["run"]).name, e["method"], e.get("variant", ""), e["signal_source"], e["benchmark"], e["split"],
+                 e["n"],
                  _pct(e["pass@1_strict"]), _pct(e["pass@1_flexible"]), "–" if tokens is None else f"{tokens:.1f}",
                  "–" if eq is None else f"{eq:.3f}", "–" if nxt is None else f"{nxt:.3f}"]  # fmt: skip
-        tds = "".join(f"<td{' class=t' if i < 5 else ''}>{html.escape(str(c))}</td>" for i, c in enumerate(cells))
+        tds = "".join(f"<td{' class=t' if i < 6 else ''}>{html.escape(str(c))}</td>" for i, c in enumerate(cells))
         rows.append(f"<tr>{tds}</tr>")
     ths = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     return f'<table id="comparison"><thead><tr>{ths}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
@@ -77,7 +78,9 @@ def viewer_questions(entries: list[dict[str, Any]], limit: int) -> tuple[list[st
     """Entry names and the first ``limit`` questions of each entry, joined from decoded and scored files."""
     names, questions = [], []
     for i, e in enumerate(entries):
-        names.append(f"{Path(e['run']).name}: {e['method']} / {e['signal_source']} / {e['benchmark']}:{e['split']}")
+        variant = f" / {e['variant']}" if e.get("variant") else ""
+        where = f"{e['benchmark']}:{e['split']}"
+        names.append(f"{Path(e['run']).name}: {e['method']}{variant} / {e['signal_source']} / {where}")
         decoded_path = Path(e["run"]) / "decoded" / e["file"]
         scored_path = Path(e["run"]) / "scored" / e["file"]
         if not decoded_path.is_file() or not scored_path.is_file() or limit == 0:
@@ -110,6 +113,16 @@ def _viewer_record(entry: int, d: Decoded, s: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _headline(run_dir: Path) -> str:
+    """The headline block of a demo run (``headline.json``, written by ``rscaffold demo``), if any."""
+    path = run_dir / "headline.json"
+    if not path.is_file():
+        return ""
+    from rscaffold.demo import headline_html
+
+    return headline_html(json.loads(path.read_text(encoding="utf-8")))
+
+
 def _script_json(data: Any) -> str:
     """JSON that is safe inside a <script> element: no "</" can end it early."""
     return json.dumps(data).replace("</", "<\\/").replace("<!--", "<\\!--")
@@ -132,10 +145,11 @@ def write_report(run_dirs: list[Path], out: Path, cfg: ReportConfig) -> Path:
         "colours": {s.key: SIGNAL_COLOURS[s] for s in Signal},
     }
     runs = ", ".join(html.escape(str(r)) for r in run_dirs)
+    headlines = "".join(_headline(run) for run in run_dirs)
     page = (
         TEMPLATE.replace("__TITLE__", html.escape(cfg.title))
         .replace("__SUBTITLE__", f"Runs: {runs}. {len(entries)} entries; {len(questions)} questions in the viewer.")
-        .replace("__TABLE__", table(entries))
+        .replace("__TABLE__", headlines + table(entries))
         .replace("__PLOTS__", "\n".join(plots) or "<p>No plots: the runs hold nothing to plot.</p>")
         .replace("__DATA__", _script_json(data))  # last: model outputs must not be scanned for placeholders
     )
