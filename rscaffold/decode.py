@@ -47,11 +47,17 @@ class DecodeConfig(BaseModel):
     device: str = Field("auto", description="auto (a GPU when there is one), cpu, cuda, ...")
 
 
-def student_from_folder(path: str | Path, device: str | None = None) -> Student:
-    """A trained student folder (``rscaffold train``) as decoding needs it."""
-    from rscaffold.kvbatch import Student
-    from rscaffold.model import load_student
+def student_from_folder(path: str | Path, device: str | None = None, prompt_template: str | None = None) -> Student:
+    """A trained student folder (``rscaffold train``) as decoding needs it.
 
+    A path without ``rscaffold_student.json`` (a base name such as ``smollm2``, a hub id, a plain
+    Hugging Face folder) is the untrained base model, the paper's "Original" row: see :func:`base_student`.
+    """
+    from rscaffold.kvbatch import Student
+    from rscaffold.model import META_FILE, load_student
+
+    if not (Path(path) / META_FILE).is_file():
+        return base_student(str(path), device, prompt_template)
     model, tokenizer, meta = load_student(path, device)
     template = meta.get("prompt_template") or "{question}"
     return Student(
@@ -62,6 +68,32 @@ def student_from_folder(path: str | Path, device: str | None = None) -> Student:
         signal_bias=model.signal_bias() if model.signal_embedding is not None else None,
         method=meta.get("recipe", Path(path).name),
         add_bos=bool(meta.get("add_bos", False)),
+    )
+
+
+def base_student(name: str, device: str | None = None, prompt_template: str | None = None) -> Student:
+    """An untrained base model (``model.base`` names: ``smollm2``, ``testbed``, a hub id or a folder) as
+    decoding needs it: no signal layers, so it decodes freely (source none), with the students' prompt
+    template (``build.prompt_template``; its default when None)."""
+    from rscaffold.base_models import ModelConfig, load_base
+    from rscaffold.build import BuildConfig
+    from rscaffold.kvbatch import Student
+
+    template = prompt_template or BuildConfig().prompt_template
+    try:
+        lm, tokenizer, info = load_base(ModelConfig(base=name))
+    except InputError:
+        raise
+    except (OSError, ValueError) as e:  # no such folder or hub id, or tiny (a random model, no tokenizer)
+        raise InputError(
+            f"{name}: neither a trained student folder nor a base model ({type(e).__name__}: {e})"
+        ) from None
+    return Student(
+        lm=lm.to(device or "cpu").eval(),
+        tokenizer=tokenizer,
+        prompt=lambda question: template.format(question=question),
+        method="original",
+        add_bos=bool(info.get("add_bos", False)),
     )
 
 
@@ -126,7 +158,7 @@ def decode_file(cfg: DecodeConfig, student_dir: Path, questions: Path, output: P
     from rscaffold.decoder import Decoder
     from rscaffold.signal_sources import NoSignals, golden_sequences
 
-    student = student_from_folder(student_dir, _device(cfg))
+    student = student_from_folder(student_dir, _device(cfg), extras.get("prompt_template"))
     golden = golden_sequences(read_jsonl(extras["golden"], Trace)) if extras.get("golden") else None
     source = NoSignals() if student.signal_bias is None else None
     source = source or make_source(cfg, student, golden, extras.get("train_traces"), extras.get("predictor"))
@@ -138,7 +170,12 @@ def decode_file(cfg: DecodeConfig, student_dir: Path, questions: Path, output: P
 
 def add_decode_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``rscaffold decode`` (config options and KEY=VALUE overrides are added by the CLI)."""
-    p.add_argument("--student", type=Path, help="trained student folder (rscaffold train)")
+    p.add_argument(
+        "--student",
+        type=Path,
+        help="trained student folder (rscaffold train); a base model (smollm2, a hub id, a folder without "
+        "rscaffold_student.json) decodes untrained with build.prompt_template (the Original row)",
+    )
     p.add_argument("--input", type=Path, help="questions JSONL")
     p.add_argument("--output", type=Path, help="decoded JSONL")
     p.add_argument("--run-dir", help="run folder: decode students/<decode.students> on testbed/<decode.splits>")
@@ -158,6 +195,8 @@ def cmd_decode(args: argparse.Namespace, cfg: Any) -> int:
     """``rscaffold decode``: one student on one questions file, or every student and split of a run."""
     dcfg: DecodeConfig = cfg.decode
     extras = {"golden": args.golden, "train_traces": args.train_traces, "predictor": args.predictor}
+    build_cfg = getattr(cfg, "build", None)  # an untrained base model is prompted like the students
+    extras["prompt_template"] = build_cfg.prompt_template if build_cfg is not None else None
     if args.run_dir is None:
         if args.student is None or args.input is None or args.output is None:
             raise InputError("decode: give --student DIR --input FILE --output FILE, or --run-dir DIR")
@@ -180,6 +219,7 @@ def decode_run_split(cfg: DecodeConfig, run: Path, name: str, split: str, extras
         "golden": extras.get("golden") or _existing(run / "golden" / f"{split}.jsonl"),
         "train_traces": extras.get("train_traces") or _existing(run / "labelled.jsonl"),
         "predictor": extras.get("predictor") or _existing(run / "students" / "predictor"),
+        "prompt_template": extras.get("prompt_template"),
     }
     from rscaffold.model import SIGNAL_FILE
 
