@@ -6,6 +6,7 @@ Counts only (no per-item state), so it stays the same size for ten or a hundred 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -20,6 +21,7 @@ class Ledger:
         self.latency_s = 0.0
         self.started = time.perf_counter()
         self._bar: Any = None
+        self._lock = threading.Lock()  # the client's loop thread and the caller both count
 
     def start_progress(self, desc: str, total: int | None = None) -> None:
         """A progress bar (rate, ETA, failures) on an interactive terminal; nothing otherwise."""
@@ -29,6 +31,10 @@ class Ledger:
 
     def request(self, usage: dict[str, Any] | None, latency_s: float) -> None:
         """One answered request (not from the cache)."""
+        with self._lock:
+            self._request(usage, latency_s)
+
+    def _request(self, usage: dict[str, Any] | None, latency_s: float) -> None:
         self.counts["requests"] += 1
         self.latency_s += latency_s
         usage = usage or {}
@@ -39,10 +45,11 @@ class Ledger:
 
     def item(self, outcome: str) -> None:
         """One finished item: ``answered``, ``cached`` or ``failed``."""
-        self.counts[outcome] += 1
-        if self._bar is not None:
-            self._bar.update(1)
-            self._bar.set_postfix(failed=self.counts["failed"], cached=self.counts["cached"], refresh=False)
+        with self._lock:
+            self.counts[outcome] += 1
+            if self._bar is not None:
+                self._bar.update(1)
+                self._bar.set_postfix(failed=self.counts["failed"], cached=self.counts["cached"], refresh=False)
 
     def cost(self) -> float | None:
         """Dollars spent on the requests of this run, when prices are configured."""

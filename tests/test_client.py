@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from pathlib import Path
 
@@ -149,3 +150,50 @@ def test_run_generate_filters_counts_and_prices(questions, tmp_path):
     assert ledger["cost_usd"] == pytest.approx(expected, abs=1e-4) and ledger["requests"] == 40
     assert all(t.teacher == "scripted" and t.metadata["usage"]["total_tokens"] > 0 for t in kept)
     assert all(t.steps == [] for t in kept), "traces from an API carry no true signals"
+
+
+def test_iterate_async_closes_the_iterator_when_the_caller_stops_early():
+    import asyncio
+    import threading
+
+    from rscaffold.teachers.openai_compat import iterate_async
+
+    closed = []
+
+    async def numbers():
+        try:
+            for i in range(10_000):
+                await asyncio.sleep(0)
+                yield i
+        finally:
+            closed.append(True)
+
+    items = iterate_async(numbers(), buffer=4)
+    assert [next(items) for _ in range(3)] == [0, 1, 2]
+    items.close()
+    assert closed == [True]
+    assert not any(t.name == "rscaffold-client-loop" for t in threading.enumerate())
+
+
+def test_iterate_async_hands_errors_to_the_caller_and_keeps_working_while_it_waits():
+    import asyncio
+    import time
+
+    from rscaffold.teachers.openai_compat import iterate_async
+
+    produced = []
+
+    async def slow_then_fail():
+        for i in range(3):
+            produced.append(i)
+            yield i
+        await asyncio.sleep(0)
+        raise ValueError("bad record")
+
+    items = iterate_async(slow_then_fail(), buffer=8)
+    assert next(items) == 0
+    time.sleep(0.2)  # the caller is busy: the loop goes on producing into the buffer meanwhile
+    assert produced == [0, 1, 2]
+    assert list(itertools.islice(items, 2)) == [1, 2]
+    with pytest.raises(ValueError, match="bad record"):
+        next(items)

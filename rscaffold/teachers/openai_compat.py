@@ -18,8 +18,10 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import random
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -271,29 +273,70 @@ def _completion(response: dict[str, Any], latency: float, cached: bool) -> Compl
     return Completion(choice["message"], response.get("usage") or {}, choice.get("finish_reason"), latency, cached)
 
 
-def iterate_async(agen: AsyncIterator[T]) -> Iterator[T]:
-    """Yield the items of an async iterator from synchronous code, on a private event loop.
+def iterate_async(agen: AsyncIterator[T], buffer: int = 64) -> Iterator[T]:
+    """Yield the items of an async iterator from synchronous code.
 
-    The loop runs only while the caller waits for the next item, so a consumer that writes each
-    item before asking for the next one keeps at most the in-flight work in memory.
+    The event loop runs in a worker thread for the whole iteration, so requests in flight are sent,
+    answered and cached while the caller handles an item (a loop that ran only while the caller
+    waited left every response idle during that time: 0.89 of the throughput bound instead of 0.9+).
+    At most ``buffer`` finished items wait for the caller, so memory stays bounded by the in-flight
+    work. When the caller stops early (an error, Ctrl-C, ``close()``), the iterator is cancelled and
+    closed on its loop before this returns.
     """
+    ready: queue.Queue[tuple[str, Any]] = queue.Queue()
+    room = threading.Semaphore(buffer)
+    stop = threading.Event()
     loop = asyncio.new_event_loop()
-    try:
-        while True:
-            try:
-                item = loop.run_until_complete(agen.__anext__())
-            except StopAsyncIteration:
-                return
-            yield item
-    finally:
-        with contextlib.suppress(RuntimeError):  # interrupted inside a step (Ctrl-C): still running
-            loop.run_until_complete(agen.aclose())  # type: ignore[attr-defined]
+
+    async def pump() -> None:
+        try:
+            async for item in agen:
+                while not room.acquire(blocking=False):  # the caller is behind: wait without blocking the loop
+                    if stop.is_set():
+                        return
+                    await asyncio.sleep(0.001)
+                ready.put(("item", item))
+            ready.put(("end", None))
+        except BaseException as e:  # handed to the caller, who re-raises it
+            ready.put(("error", e))
+            if isinstance(e, asyncio.CancelledError):
+                raise
+        finally:
+            await agen.aclose()  # type: ignore[attr-defined]
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        task = loop.create_task(pump())
+        holder.append(task)
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(task)
         leftover = asyncio.all_tasks(loop)
-        for task in leftover:
-            task.cancel()
+        for t in leftover:
+            t.cancel()
         if leftover:  # gather() of nothing would bind to another loop
             loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
         loop.close()
+
+    holder: list[asyncio.Task[None]] = []
+    worker = threading.Thread(target=run, name="rscaffold-client-loop", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = ready.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            room.release()
+            yield value
+    finally:
+        stop.set()
+        if worker.is_alive():
+            while not holder:  # the task exists a moment after the thread starts
+                time.sleep(0.001)
+            with contextlib.suppress(RuntimeError):  # the loop closed in the meantime: nothing to cancel
+                loop.call_soon_threadsafe(holder[0].cancel)
+            worker.join()
 
 
 async def bounded_map(jobs: Iterable[Any], worker: Callable[[Any], Any], window: int) -> AsyncIterator[Any]:
