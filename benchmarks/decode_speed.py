@@ -79,9 +79,9 @@ def main() -> None:
         f"{g_n / len(questions):.0f} tokens each)"
     )
     if args.predictor:
-        gen = predictor_from_folder(args.predictor, student, constrained=True)
+        gen = predictor_from_folder(args.predictor, student)
         s, n = guided(student, gen, questions, cfg)
-        print(f"guided (generative predictor, constrained): {n / s:,.0f} tok/s; ratio {(n / s) / (p_n / p_s):.3f}")
+        print(f"guided (generative predictor): {n / s:,.0f} tok/s; ratio {(n / s) / (p_n / p_s):.3f}")
     if args.memory_questions:
         many = list(itertools.islice(itertools.cycle(questions), args.memory_questions))
         before = peak_rss_mb()

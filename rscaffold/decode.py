@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
     from rscaffold.signal_sources import GenerativePredictor, SignalSource
 
 BOUNDARY = "\n\n"
+ANSWER_MARK = "###Answer:"
+"""What starts the answer in the students' training text (``###Answer: \\boxed{...}``)."""
+DEFAULT_ANSWER_BUDGET = 256
+"""Answer tokens of a student whose training answers were not measured."""
 SOURCES = ("predictor-head", "predictor-generative", "golden", "random", "none")
 
 
@@ -35,12 +40,18 @@ class DecodeConfig(BaseModel):
     prune: bool = Field(False, description="Keep only the Conclusion steps of finished stages in the context.")
     max_steps: int = Field(24, ge=0, description="Steps before the answer is forced.")
     max_step_tokens: int = Field(96, ge=1, description="Tokens of one step before it is cut.")
-    max_answer_tokens: int = Field(64, ge=1, description="Tokens of the answer before it is cut.")
-    max_tokens: int = Field(1024, ge=1, description="Tokens per question before the answer is forced.")
+    max_answer_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Tokens of a guided answer (counted from its start, or from ###Answer: inside a step) before "
+        "it is cut; None: the student's own, from its training answers (see answer_budget).",
+    )
+    max_tokens: int = Field(
+        1024, ge=1, description="Tokens of thinking per question before the answer is forced (free decoding: all)."
+    )
     batch_size: int = Field(8, ge=1, description="Questions decoded together.")
     temperature: float = Field(0.0, ge=0, description="0 is greedy; above 0 samples.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass when sampling.")
-    constrained: bool = Field(True, description="The generative predictor can only emit one of the seven names.")
     seed: int = Field(0, description="Seed of sampling and of random signals.")
     students: list[str] = Field(["scaffold"], description="Run folder: the students/<name> folders to decode.")
     splits: list[str] = Field(["test_id"], description="Run folder: the testbed splits to decode.")
@@ -53,6 +64,7 @@ def student_from_folder(path: str | Path, device: str | None = None, prompt_temp
     A path without ``rscaffold_student.json`` (a base name such as ``smollm2``, a hub id, a plain
     Hugging Face folder) is the untrained base model, the paper's "Original" row: see :func:`base_student`.
     """
+    from rscaffold.build import SIGNAL_TEXT
     from rscaffold.kvbatch import Student
     from rscaffold.model import META_FILE, load_student
 
@@ -60,6 +72,7 @@ def student_from_folder(path: str | Path, device: str | None = None, prompt_temp
         return base_student(str(path), device, prompt_template)
     model, tokenizer, meta = load_student(path, device)
     template = meta.get("prompt_template") or "{question}"
+    prefix = meta.get("signal_text", SIGNAL_TEXT) if meta.get("signal_as_text") else None
     return Student(
         lm=model.base_lm(),
         tokenizer=tokenizer,
@@ -68,7 +81,17 @@ def student_from_folder(path: str | Path, device: str | None = None, prompt_temp
         signal_bias=model.signal_bias() if model.signal_embedding is not None else None,
         method=meta.get("recipe", Path(path).name),
         add_bos=bool(meta.get("add_bos", False)),
+        signal_prefix=prefix,
+        answer_budget=answer_budget(meta),
     )
+
+
+def answer_budget(meta: dict[str, Any]) -> int:
+    """A student's answer budget when ``decode.max_answer_tokens`` is None: 1.5 times the 99th
+    percentile of its training answers' token lengths (``answer_tokens`` in rscaffold_student.json,
+    written by training), at least 64; :data:`DEFAULT_ANSWER_BUDGET` when they were not measured."""
+    p99 = meta.get("answer_tokens", {}).get("p99")
+    return DEFAULT_ANSWER_BUDGET if p99 is None else max(64, math.ceil(1.5 * p99))
 
 
 def base_student(name: str, device: str | None = None, prompt_template: str | None = None) -> Student:
@@ -97,7 +120,7 @@ def base_student(name: str, device: str | None = None, prompt_template: str | No
     )
 
 
-def predictor_from_folder(path: str | Path, proposer: Student, constrained: bool) -> GenerativePredictor:
+def predictor_from_folder(path: str | Path, proposer: Student) -> GenerativePredictor:
     """The generative predictor trained by ``rscaffold train --recipe predictor``."""
     from rscaffold.kvbatch import Student
     from rscaffold.model import load_student
@@ -110,7 +133,7 @@ def predictor_from_folder(path: str | Path, proposer: Student, constrained: bool
     def query(question: Question, steps: list[Step]) -> str:
         return proposer.prompt(question.text) + "".join(s.text + s.sep for s in steps) + query_line
 
-    return GenerativePredictor(student, query, constrained)
+    return GenerativePredictor(student, query)
 
 
 def make_source(
@@ -121,15 +144,18 @@ def make_source(
 
     name = cfg.signal_source
     if name == "predictor-head":
-        if student.signal_head is None:
-            raise InputError(f"{student.method}: this student has no signal head; choose another decode.signal_source")
+        if student.signal_head is None and student.signal_prefix is None:
+            raise InputError(
+                f"{student.method}: this student has neither a signal head nor signal prefixes; "
+                "choose another decode.signal_source"
+            )
         return HeadPredictor()
     if name == "predictor-generative":
         if predictor is None:
             raise InputError(
                 "decode.signal_source=predictor-generative needs --predictor DIR (rscaffold train --recipe predictor)"
             )
-        return predictor_from_folder(predictor, student, cfg.constrained)
+        return predictor_from_folder(predictor, student)
     if name == "golden":
         if golden is None:
             raise InputError(
@@ -160,7 +186,7 @@ def decode_file(cfg: DecodeConfig, student_dir: Path, questions: Path, output: P
 
     student = student_from_folder(student_dir, _device(cfg), extras.get("prompt_template"))
     golden = golden_sequences(read_jsonl(extras["golden"], Trace)) if extras.get("golden") else None
-    source = NoSignals() if student.signal_bias is None else None
+    source = None if student.follows_signals else NoSignals()
     source = source or make_source(cfg, student, golden, extras.get("train_traces"), extras.get("predictor"))
     decoder = Decoder(student, source, cfg, golden=golden)
     items = tqdm(read_jsonl(questions, Question), desc=f"decode {student.method}", disable=not sys.stderr.isatty())
@@ -221,11 +247,18 @@ def decode_run_split(cfg: DecodeConfig, run: Path, name: str, split: str, extras
         "predictor": extras.get("predictor") or _existing(run / "students" / "predictor"),
         "prompt_template": extras.get("prompt_template"),
     }
-    from rscaffold.model import SIGNAL_FILE
-
-    source = cfg.signal_source if (student_dir / SIGNAL_FILE).exists() else "none"
+    source = cfg.signal_source if _follows_signals(student_dir) else "none"
     output = run / "decoded" / f"{name}__{source}__{split}.jsonl"
     return decode_file(cfg, student_dir, questions, output, extras)
+
+
+def _follows_signals(student_dir: Path) -> bool:
+    """:attr:`Student.follows_signals` from the folder's meta alone (decode_file decodes the others freely)."""
+    from rscaffold.model import META_FILE
+
+    meta_file = student_dir / META_FILE
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    return bool(meta.get("signal_embedding") or meta.get("signal_as_text"))
 
 
 def _existing(path: Path) -> Path | None:

@@ -1,8 +1,16 @@
 """The signal-guided decoder (METHOD.md section 5): the loop of ``rscaffold decode``.
 
-For each question: predict the next signal, stop and answer when the predictor's confidence is
-below tau (the gate), otherwise write one step under that signal up to the step boundary (a blank
-line), and repeat; the answer is written under Response Generation.
+For each question: predict the next signal, stop and answer when the predictor's confidence (its
+probability of that signal among the seven, for the head and the generative predictor alike: see
+:mod:`rscaffold.signal_sources`) is below tau (the gate), otherwise write one step under that
+signal up to the step boundary (a blank line), and repeat; the answer is written under Response
+Generation. The thinking is bounded by ``max_steps`` and ``max_tokens``, the answer by its own
+budget. A step that writes ``###Answer:`` becomes the answer from there; one that ends the text
+(eos) is the answer.
+
+A signal-as-text student (no SEL) is guided by text: the decoder feeds the signal's prefix
+(``[Conclusion and Summary]``) before each step and the answer, as its training text has it, and its
+own prediction of the next signal is its LM's likelihood of each of the seven prefixes.
 
 Speed comes from three choices. Questions are decoded in batches with one KV cache, extended token by
 token; nothing is re-read, except a conclusion that pruning moved to a new place. Each row moves on
@@ -19,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import torch
 
-from rscaffold.decode import BOUNDARY, DecodeConfig
+from rscaffold.decode import ANSWER_MARK, BOUNDARY, DEFAULT_ANSWER_BUDGET, DecodeConfig
 from rscaffold.kvbatch import Batch, Row, Student
 from rscaffold.schema import Decoded, Question, Step
 from rscaffold.segment import segment_text
@@ -56,8 +64,16 @@ class Decoder:
         self.gen = torch.Generator().manual_seed(cfg.seed)
         tok = student.tokenizer
         self.eos = tok.eos_token_id
-        self.newline = {i for i in range(len(tok)) if "\n" in tok.decode([i])}
-        self.guided = source.name != "none" and student.signal_bias is not None
+        pieces = [tok.decode([i]) for i in range(len(tok))]
+        self.newline = {i for i, piece in enumerate(pieces) if "\n" in piece}
+        self.mark_end = {i for i, piece in enumerate(pieces) if ANSWER_MARK[-1] in piece}
+        free = source.name == "none"
+        self.bias = None if free else student.signal_bias
+        self.prefixes = {} if free else _prefixes(student)
+        template = student.signal_prefix or ""
+        # The student writes the prefix's trailing space itself ("[Title]" + " Now", as training tokenised it).
+        self.space = template[len(template.rstrip()) :]
+        self.answer_budget = cfg.max_answer_tokens or student.answer_budget or DEFAULT_ANSWER_BUDGET
 
     @torch.no_grad()
     def __call__(self, questions: Iterable[Question]) -> Iterator[Decoded]:
@@ -97,10 +113,16 @@ class Decoder:
         return Row(q, self.student.encode(self.student.prompt(q.text)), index=index)
 
     def _advance(self, batch: Batch) -> list[Row]:
-        """One token for every row; then finish answers, close steps and choose the next signals.
-        Returns the rows that finished (and left the batch)."""
-        tokens = _sample(self._logits(batch), self.cfg, self.gen)
-        ends = [self._segment_end(row, tok) for row, tok in zip(batch.rows, tokens, strict=True)]
+        """One token for every row (the student's, or the next of a signal prefix); then finish answers,
+        close steps and choose the next signals. Returns the rows that finished (and left the batch)."""
+        tokens, ends = [], []
+        for row, tok in zip(batch.rows, _sample(self._logits(batch), self.cfg, self.gen), strict=True):
+            if row.pending:  # fed into the context, not written by the student
+                tokens.append(row.pending.pop(0))
+                ends.append(None)
+            else:
+                tokens.append(tok)
+                ends.append(self._segment_end(row, tok))
         done = [row for row, end in zip(batch.rows, ends, strict=True) if end == "answer"]
         if done:
             keep = [i for i, end in enumerate(ends) if end != "answer"]
@@ -116,9 +138,9 @@ class Decoder:
 
     def _logits(self, batch: Batch) -> torch.Tensor:
         logits = self.student.lm.lm_head(batch.hidden)
-        if self.guided:
+        if self.bias is not None:
             signals = torch.tensor([int(r.signal) for r in batch.rows], device=logits.device)
-            logits = logits + self.student.signal_bias[signals].to(logits.dtype)
+            logits = logits + self.bias[signals].to(logits.dtype)
         return logits
 
     def _segment_end(self, row: Row, tok: int) -> str | None:
@@ -126,21 +148,38 @@ class Decoder:
         row.segment.append(tok)
         row.tokens += 1
         if row.answering:
-            # Free decoding writes its whole output as one segment: only max_tokens bounds it.
-            limit = self.cfg.max_tokens if self.source.name == "none" else self.cfg.max_answer_tokens
-            if tok == self.eos or len(row.segment) >= limit or row.tokens >= self.cfg.max_tokens:
-                ended = "eos" if tok == self.eos else "max_tokens"
-                self._finish_answer(row, self.student.tokenizer.decode(row.segment, skip_special_tokens=True))
-                row.stop_reason = row.stop_reason or ended
-                return "answer"
+            return self._answer_end(row, tok)
+        if tok == self.eos:  # the student ends inside a step: what it wrote is its answer
+            row.answer, row.stop_reason = self._text(row), "eos"
+            return "answer"
+        # Only a token that holds the mark's last character can complete it, and the mark then lies in
+        # the last len(ANSWER_MARK) tokens at most: the check costs little.
+        if tok in self.mark_end and ANSWER_MARK in self.student.tokenizer.decode(row.segment[-len(ANSWER_MARK) :]):
+            self._start_answer(row, "answer_in_step")  # the step so far is the start of the answer
             return None
-        if tok == self.eos:  # the student ends inside a step: keep the step, with no answer
-            row.stop_reason = "eos"
-            return self._end_without_answer(row)
         boundary = tok in self.newline and BOUNDARY in self.student.tokenizer.decode(row.segment)
         if boundary or len(row.segment) >= self.cfg.max_step_tokens or row.tokens >= self.cfg.max_tokens:
             return "step"
         return None
+
+    def _answer_end(self, row: Row, tok: int) -> str | None:
+        """'answer' when ``tok`` ends the answer: eos, or its budget. Free decoding writes its whole
+        output as one segment, so max_tokens bounds it; a guided answer has its own budget, however
+        many tokens the thinking took."""
+        if self.source.name == "none":
+            full = row.tokens >= self.cfg.max_tokens
+        else:
+            full = row.tokens - row.answer_from >= self.answer_budget
+        if tok != self.eos and not full:
+            return None
+        self._finish_answer(row, self._text(row))
+        row.stop_reason = row.stop_reason or ("eos" if tok == self.eos else "max_tokens")
+        return "answer"
+
+    def _text(self, row: Row) -> str:
+        """The text the row wrote in its segment (without the signal prefix and the space after it)."""
+        text = self.student.tokenizer.decode(row.segment, skip_special_tokens=True)
+        return text.removeprefix(self.space) if row.prefix else text
 
     def _finish_answer(self, row: Row, text: str) -> None:
         """The answer; free decoding's output is cut on blank lines into steps (no signal) and the
@@ -152,18 +191,12 @@ class Decoder:
         row.steps = [Step(text=s.text, sep=s.sep) for s in steps]
         row.answer = last.text
 
-    def _end_without_answer(self, row: Row) -> str:
-        text = self.student.tokenizer.decode(row.segment, skip_special_tokens=True)
-        if text.strip():
-            row.steps.append(Step(text=text, sep="", signal=row.signal, confidence=row.confidence))
-        return "answer"
-
     def _close_steps(self, batch: Batch, closed: list[int]) -> None:
         for i in closed:
             row = batch.rows[i]
-            text = self.student.tokenizer.decode(row.segment, skip_special_tokens=True).split(BOUNDARY)[0]
+            text = self._text(row).split(BOUNDARY)[0]
             row.steps.append(Step(text=text, sep=BOUNDARY, signal=row.signal, confidence=row.confidence))
-            row.step_tokens.append(list(row.segment))
+            row.step_tokens.append(row.prefix + row.segment)
             if self.on_step is not None:
                 self.on_step(row.question, row.steps[-1])
             if self.cfg.prune and row.signal is Signal.CONCLUSION:
@@ -177,20 +210,43 @@ class Decoder:
                 batch.shorten(i, row.prompt_len + sum(map(len, earlier)), row.step_tokens[-1])
 
     def _decide(self, batch: Batch, which: list[int]) -> None:
+        """The next signal of rows ``which``: a step under it, or the answer; its prefix, if any, is fed next."""
         rows = [batch.rows[i] for i in which]
-        head = self.student.signal_head
-        logits = head(batch.hidden[which]) if head is not None and self.source.name == "predictor-head" else None
-        for row, (signal, conf) in zip(rows, self.source.choose(rows, logits), strict=True):
+        for row, (signal, conf) in zip(rows, self.source.choose(rows, self._signal_logits(batch, which)), strict=True):
             row.segment, row.confidence = [], conf
-            forced = "max_steps" if len(row.steps) >= self.cfg.max_steps else None
-            forced = forced or ("max_tokens" if row.tokens >= self.cfg.max_tokens else None)
-            if self.source.name == "none":
-                row.answering, row.signal = True, None
-            elif forced or signal is Signal.RESPONSE or conf < self.cfg.tau:
-                row.answering, row.signal = True, Signal.RESPONSE
-                row.stop_reason = forced or ("gate" if conf < self.cfg.tau else "response")
+            if self.source.name == "none":  # free decoding: one segment, the whole output
+                self._start_answer(row, "")
+            elif (reason := self._stop(row, signal, conf)) is not None:
+                self._start_answer(row, reason)
             else:
                 row.signal = signal
+            row.prefix = self.prefixes.get(row.signal, [])
+            row.pending = list(row.prefix)
+
+    def _signal_logits(self, batch: Batch, which: list[int]) -> torch.Tensor | None:
+        """The student's own prediction for the head predictor: its signal head, or for a signal-as-text
+        student its LM's log-likelihood of each signal's prefix (softmax: the normalised probability)."""
+        if self.source.name != "predictor-head":
+            return None
+        if self.student.signal_head is not None:
+            return self.student.signal_head(batch.hidden[which])
+        return batch.score(which, [self.prefixes[s] for s in Signal]) if self.prefixes else None
+
+    def _stop(self, row: Row, signal: Signal, conf: float) -> str | None:
+        """Why the row answers now (the budgets, then the gate), or None: it writes a step under ``signal``."""
+        if len(row.steps) >= self.cfg.max_steps:
+            return "max_steps"
+        if row.tokens >= self.cfg.max_tokens:
+            return "max_tokens"
+        if conf < self.cfg.tau:
+            return "gate"
+        return "response" if signal is Signal.RESPONSE else None
+
+    def _start_answer(self, row: Row, reason: str) -> None:
+        """The row writes its answer from here (under Response Generation when guided); the answer's
+        budget counts from here."""
+        row.answering, row.answer_from, row.stop_reason = True, row.tokens, reason
+        row.signal = None if self.source.name == "none" else Signal.RESPONSE
 
     def _metadata(self, row: Row) -> dict:
         meta = {"context_tokens": len(row.context), "step_tokens": [len(t) for t in row.step_tokens]}
@@ -218,3 +274,14 @@ class Decoder:
             stop_reason=row.stop_reason,
             metadata=self._metadata(row),
         )
+
+
+def _prefixes(student: Student) -> dict[Signal, list[int]]:
+    """Token ids of each signal's prefix for a signal-as-text student (none for the others), without its
+    trailing space: in training's tokenisation the student's next word carries it (" Now")."""
+    if student.signal_prefix is None:
+        return {}
+    tok = student.tokenizer
+    return {
+        s: tok.encode(student.signal_prefix.format(title=s.title).rstrip(), add_special_tokens=False) for s in Signal
+    }

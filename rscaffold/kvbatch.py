@@ -1,8 +1,9 @@
 """A batch of sequences decoded together with one left-padded KV cache.
 
 Rows are fed one token each per forward; finished rows leave the batch (and the cache) at once;
-a row whose context was shortened (pruning) is re-encoded alone and written back into the cache.
-Shared by the decoder and the generative predictor.
+a row whose context was shortened (pruning) is re-encoded alone and written back into the cache;
+completions after a row's context are scored on a copy of its cache. Shared by the decoder and the
+generative predictor.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ class Student:
 
     ``lm`` is a Hugging Face causal LM with ``.model`` (the backbone, returning final-normed hidden
     states) and ``.lm_head``; ``signal_head`` maps a hidden state to the C signal logits; ``signal_bias``
-    is ``lm_head(SEL.weight)``, shape (C, vocab). Baselines have neither.
+    is ``lm_head(SEL.weight)``, shape (C, vocab). Baselines have neither; a signal-as-text student has
+    ``signal_prefix`` instead.
     """
 
     lm: Any
@@ -37,6 +39,17 @@ class Student:
     method: str = "scaffold"
     add_bos: bool = False
     """Whether training sequences start with the bos token."""
+    signal_prefix: str | None = None
+    """Signal-as-text students: the text written before each step and the answer, ``{title}`` the
+    signal's name (``build.SIGNAL_TEXT``); None for the others."""
+    answer_budget: int | None = None
+    """Tokens of a guided answer when ``decode.max_answer_tokens`` is None (from the training answers;
+    None: ``decode.DEFAULT_ANSWER_BUDGET``)."""
+
+    @property
+    def follows_signals(self) -> bool:
+        """Whether the student writes its steps under signals (an SEL, or signal prefixes)."""
+        return self.signal_bias is not None or self.signal_prefix is not None
 
     def encode(self, text: str) -> list[int]:
         """Token ids of a prompt as training laid them out: [bos] then the text alone."""
@@ -63,7 +76,14 @@ class Row:
     index: int = 0
     """Position of the question in the decoder's input (outputs keep that order)."""
     step_tokens: list[list[int]] = field(default_factory=list)
-    """Token ids of each written step, boundary included; pruning rebuilds the context from them."""
+    """Token ids of each written step (its signal prefix and its boundary included); pruning rebuilds
+    the context from them."""
+    prefix: list[int] = field(default_factory=list)
+    """The signal prefix of the current segment (signal-as-text students): context, not written text."""
+    pending: list[int] = field(default_factory=list)
+    """The tokens of ``prefix`` not yet fed."""
+    answer_from: int = 0
+    """``tokens`` when the answer began: its budget counts from there."""
 
     def __post_init__(self) -> None:
         self.prompt_len = self.prompt_len or len(self.context)
@@ -120,6 +140,35 @@ class Batch:
         self.cache, self.hidden = out[self.kwarg], out.last_hidden_state[:, -1]
         for row, tok in zip(self.rows, tokens, strict=True):
             row.context.append(tok)
+
+    def score(self, which: list[int], completions: list[list[int]]) -> torch.Tensor:
+        """Log-likelihood of each completion after the context of each row in ``which``: the sum of its
+        tokens' log-probabilities, teacher-forced; shape (len(which), len(completions)).
+
+        The batch is left as it was: each row's cache is copied once per completion, and the
+        completions (right-padded to one width) are read in one forward.
+        """
+        from transformers import DynamicCache
+
+        n, width = len(completions), max(map(len, completions))
+        index = torch.tensor(which, dtype=torch.long, device=self.device).repeat_interleave(n)
+        cache = DynamicCache()
+        for layer, (k, v) in enumerate(_get_kv(self.cache)):
+            cache.update(k[index], v[index], layer)
+        pad = self.student.tokenizer.pad_token_id or 0
+        ids = torch.tensor([c + [pad] * (width - len(c)) for c in completions], device=self.device).repeat(
+            len(which), 1
+        )
+        start = torch.tensor([len(self.rows[i].context) for i in which], device=self.device).repeat_interleave(n)
+        pos = start.unsqueeze(-1) + torch.arange(width, device=self.device)
+        out = self._forward(ids, torch.cat([self.mask[index], torch.ones_like(ids)], 1), pos, cache)
+        # Each token is predicted by the hidden state before it: the row's last, then the completion's own.
+        hidden = torch.cat([self.hidden[index].unsqueeze(1), out.last_hidden_state[:, :-1]], 1)
+        logits = self.student.lm.lm_head(hidden).float()
+        logp = logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)  # no second vocab-wide copy
+        lengths = torch.tensor([len(c) for c in completions], device=self.device).repeat(len(which))
+        valid = torch.arange(width, device=self.device) < lengths.unsqueeze(-1)  # padding is not scored
+        return logp.where(valid, 0.0).sum(-1).view(len(which), n)
 
     def keep(self, keep: list[int]) -> None:
         """Drop finished rows, releasing their share of the cache, and the columns no row uses any more."""

@@ -90,7 +90,7 @@ class Decoded(Record):
     tokens: int = 0
     """Tokens the student generated for this question (steps and answer)."""
     stop_reason: str = ""
-    """Why decoding ended: response, gate, max_steps, max_tokens, eos."""
+    """Why decoding ended: response, gate, max_steps, max_tokens, eos, answer_in_step."""
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 

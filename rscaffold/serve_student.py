@@ -34,7 +34,8 @@ class StudentChat:
     def __init__(self, path: str, cfg: DecodeConfig):
         self.student = student_from_folder(path)
         self.cfg = cfg.model_copy(update={"batch_size": 1})
-        self.source = HeadPredictor() if self.student.signal_head is not None else NoSignals()
+        guided = self.student.signal_head is not None or self.student.signal_prefix is not None
+        self.source = HeadPredictor() if guided else NoSignals()
         self.lock = threading.Lock()
 
     def _decode(self, body: dict[str, Any], on_step: Any = None) -> Decoded:

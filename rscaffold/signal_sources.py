@@ -1,5 +1,11 @@
 """Where the signal of each next step comes from (METHOD.md section 5): the proposer's head, the
-paper's generative predictor, the teacher's sequence (golden), random draws, or none."""
+paper's generative predictor, the teacher's sequence (golden), random draws, or none.
+
+The two predictors give a distribution over the seven signals and take its top probability as the
+confidence, so that one gate threshold tau means the same for both: the head by its softmax (for a
+signal-as-text student, its own LM's likelihoods of the seven signal prefixes), the generative
+predictor by the likelihoods of the seven completions ``\\boxed{<name>}``, both normalised over the
+seven."""
 
 from __future__ import annotations
 
@@ -23,15 +29,22 @@ class SignalSource(Protocol):
 
 
 class HeadPredictor:
-    """The proposer's own signal head: softmax over the C signals, confidence = top probability."""
+    """The proposer's own prediction: softmax over the C signal logits, confidence = top probability.
+
+    The logits are the signal head's; for a signal-as-text student, the log-likelihoods of the seven
+    signal prefixes under its own LM (the decoder computes them)."""
 
     name = "predictor-head"
 
     def choose(self, rows: Sequence[Row], signal_logits: torch.Tensor | None) -> list[tuple[Signal, float]]:
-        assert signal_logits is not None, "the head predictor needs a student with a signal head"
-        probs = signal_logits.float().softmax(-1)
-        conf, idx = probs.max(-1)
-        return [(Signal(int(i)), float(c)) for i, c in zip(idx, conf, strict=True)]
+        assert signal_logits is not None, "the head predictor needs a student with a signal head or signal prefixes"
+        return _top(signal_logits.float().softmax(-1))
+
+
+def _top(probs: torch.Tensor) -> list[tuple[Signal, float]]:
+    """The most probable signal of each row of a (rows, C) distribution, with its probability."""
+    conf, idx = probs.max(-1)
+    return [(Signal(int(i)), float(c)) for i, c in zip(idx, conf, strict=True)]
 
 
 class GoldenSignals:
@@ -87,69 +100,31 @@ class NoSignals:
 
 
 class GenerativePredictor:
-    """The paper's predictor: a separate causal LM that writes ``\\boxed{name}`` after the context.
+    """The paper's predictor: a separate causal LM trained to write ``\\boxed{name}`` after the context.
 
     ``query(question, steps)`` gives its input text (the context so far and the query line, as the
-    training pairs of ``rscaffold build`` have it). Confidence is the geometric mean of the
-    probabilities of the name's tokens. Constrained, it can only write one of the seven names (greedy
-    over the token trie of the seven completions); unconstrained, an answer that names no signal has
-    confidence 0, so the gate ends the reasoning.
+    training pairs of ``rscaffold build`` have it). Each of the seven whole completions
+    ``\\boxed{<name>}`` is scored by its log-likelihood after the query (teacher-forced), and the
+    scores are normalised over the seven: the signal is the most probable, the confidence its
+    probability. (A mean over the name's tokens would be near 1 whenever the names' later tokens are
+    certain, however unsure the token that decides between them.)
     """
 
     name = "predictor-generative"
-    MAX_TOKENS = 24
 
-    def __init__(self, student: Student, query: Callable[[Question, list[Step]], str], constrained: bool = True):
-        self.student, self.query, self.constrained = student, query, constrained
+    def __init__(self, student: Student, query: Callable[[Question, list[Step]], str]):
+        self.student, self.query = student, query
         tok = student.tokenizer
-        self.completions = {s: tok.encode(f"\\boxed{{{s.title}}}", add_special_tokens=False) for s in Signal}
-        # Tokens shared by every completion ("\\boxed{") are not part of the name's confidence.
-        first = list(self.completions.values())
-        self.shared = next(i for i in range(min(map(len, first))) if len({c[i] for c in first}) > 1)
+        self.completions = [tok.encode(f"\\boxed{{{s.title}}}", add_special_tokens=False) for s in Signal]
+
+    @torch.no_grad()
+    def probs(self, rows: Sequence[Row]) -> torch.Tensor:
+        """(rows, C): the probability of each signal next, for each row."""
+        probe = [Row(r.question, self.student.encode(self.query(r.question, r.steps))) for r in rows]
+        return Batch(self.student, probe).score(list(range(len(probe))), self.completions).softmax(-1)
 
     def choose(self, rows: Sequence[Row], signal_logits: torch.Tensor | None) -> list[tuple[Signal, float]]:
-        probe = [Row(r.question, self.student.encode(self.query(r.question, r.steps))) for r in rows]
-        batch = Batch(self.student, probe)
-        written: list[list[int]] = [[] for _ in probe]
-        logps: list[list[float]] = [[] for _ in probe]
-        steps = max(map(len, self.completions.values())) if self.constrained else self.MAX_TOKENS
-        for _ in range(steps):
-            logits = self.student.lm.lm_head(batch.hidden).float().log_softmax(-1)
-            picks = [self._pick(logits[i], written[i]) for i in range(len(probe))]
-            for i, p in enumerate(picks):
-                if not self._finished(written[i]):
-                    written[i].append(p)
-                    logps[i].append(float(logits[i, p]))
-            if all(self._finished(w) for w in written):
-                break
-            batch.step(picks)
-        return [self._result(w, lp) for w, lp in zip(written, logps, strict=True)]
-
-    def _pick(self, logp: torch.Tensor, written: list[int]) -> int:
-        if not self.constrained:
-            return int(logp.argmax())
-        n = len(written)
-        allowed = sorted({c[n] for c in self.completions.values() if c[:n] == written and len(c) > n})
-        if not allowed:  # a completion is finished; the token is not used
-            return int(logp.argmax())
-        ids = torch.tensor(allowed)
-        return int(ids[logp[ids].argmax()])
-
-    def _finished(self, written: list[int]) -> bool:
-        if self.constrained:
-            return written in self.completions.values()
-        text = self.student.tokenizer.decode(written)
-        return "}" in text or len(written) >= self.MAX_TOKENS or (written[-1:] == [self.student.tokenizer.eos_token_id])
-
-    def _result(self, written: list[int], logps: list[float]) -> tuple[Signal, float]:
-        text = self.student.tokenizer.decode(written, skip_special_tokens=True)
-        name = text.split("{", 1)[-1].split("}", 1)[0]
-        try:
-            signal = Signal.parse(name)
-        except ValueError:
-            return Signal.RESPONSE, 0.0
-        name_logps = logps[self.shared :] or logps
-        return signal, float(torch.tensor(name_logps).mean().exp())
+        return _top(self.probs(rows))
 
 
 def golden_sequences(traces: Iterable[Any]) -> dict[str, list[Signal | None]]:
