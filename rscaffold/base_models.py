@@ -177,6 +177,18 @@ def _testbed(model_cfg: Any, corpus: Any, seed: int, tokenizer: Any = None) -> t
     return model, tokenizer, {**info, "base": "testbed"}
 
 
+def base_tokenizer(model_cfg: Any) -> Any:
+    """The tokenizer of ``model_cfg.base`` when it is on disk (testbed, smollm2 once converted, a local
+    folder); None otherwise (a tiny student trains its own; a hub id would need the network)."""
+    from rscaffold.tokenizer import load_tokenizer
+
+    folders = {"testbed": TESTBED_BASE, "smollm2": cache_dir() / "smollm2-135m-instruct"}
+    folder = Path(folders.get(model_cfg.base, model_cfg.base))
+    if not (folder / "tokenizer_config.json").exists():
+        return None
+    return load_tokenizer(folder)
+
+
 BASES: dict[str, Callable[..., tuple[Any, Any, dict]]] = {"tiny": _tiny, "smollm2": _smollm2, "testbed": _testbed}
 
 

@@ -7,8 +7,14 @@
   every ``t`` in one sequence; the loss falls on the step tokens only;
 - ``predictor.jsonl``: ``{id, prompt, completion, signal}``: ``Q + A_1..A_t + "Next signal:"`` ->
   ``\\boxed{Signal Name}``, for the paper's generative predictor;
-- ``cot.jsonl`` (question -> equations-only solution), ``long.jsonl`` (question -> the whole trace as
-  plain text), ``answer.jsonl`` (question -> final answer): the baselines, as ``{id, prompt, completion}``;
+- ``cot.jsonl`` (question -> the teacher's own post-thinking answer, ``answer_text``: what CoT SFT learns
+  from a real teacher), ``long.jsonl`` (question -> the whole trace as plain text, from exactly the
+  traces of ``proposer.jsonl``), ``answer.jsonl`` (question -> final answer): the baselines, as
+  ``{id, prompt, completion}``; ``oracle_cot.jsonl`` (question -> the equations-only solution computed
+  from the testbed's hidden problem graph, which no teacher gives): a reference row, never CoT SFT;
+- ``proposer_pruned.jsonl`` (only with ``build.pruned_contexts``): the proposer records plus, for every
+  finished stage, a record whose context holds only the conclusions so far (what summaries-only decoding
+  shows the student), so that the proposer also learns from pruned contexts;
 - ``pretrain.jsonl`` (only with ``build.pretrain_questions > 0``): a generic corpus with no teacher
   traces and no signals, for a tiny from-scratch base model (METHOD.md section 7);
 - ``stats.json``: counts and length statistics of every set.
@@ -37,7 +43,7 @@ log = logging.getLogger(__name__)
 
 SIGNAL_TEXT = "[{title}] "
 """The signal-as-text ablation writes this prefix before every step (and trains on it)."""
-SETS = ("proposer", "predictor", "cot", "long", "answer")
+SETS = ("proposer", "predictor", "cot", "long", "answer", "oracle_cot")
 
 
 class BuildConfig(BaseModel):
@@ -63,6 +69,11 @@ class BuildConfig(BaseModel):
     )
     pretrain_drills: int = Field(2000, ge=0, description="Arithmetic drill documents in pretrain.jsonl.")
     pretrain_seed: int = Field(1000, description="Added to run.seed for the pretrain questions and drills.")
+    pruned_contexts: bool = Field(
+        False,
+        description="Also write proposer_pruned.jsonl: the proposer records plus one per finished stage whose "
+        "context keeps only the conclusions (the scaffold-pruned recipe trains on it).",
+    )
 
 
 def format_prompt(question: str, cfg: BuildConfig) -> str:
@@ -116,17 +127,39 @@ def predictor_records(record: dict[str, Any], cfg: BuildConfig) -> Iterator[dict
 
 
 def baseline_records(trace: Trace, record: dict[str, Any], counts: Counter[str]) -> dict[str, dict | None]:
-    """CoT SFT, long-thinking SFT and answer-only SFT pairs for one trace (None where data is missing)."""
+    """CoT SFT, long-thinking SFT, answer-only SFT and oracle CoT pairs for one trace (None where data is
+    missing). CoT SFT learns from the teacher's post-thinking answer, as it would from a real teacher."""
     pair = {"id": record["id"], "prompt": record["prompt"]}
-    cot = trace.metadata.get("cot_solution")
+    oracle = trace.metadata.get("cot_solution")
     answer = trace.final_answer or trace.gold
-    counts["cot_missing"] += cot is None
+    written = record["segments"][-1]["text"]  # the answer step: the teacher's text after the thinking
     counts["answer_missing"] += answer is None
     return {
-        "cot": {**pair, "completion": cot} if cot else None,
+        "cot": {**pair, "completion": written} if written.strip() else None,
         "long": {**pair, "completion": "".join(s["text"] for s in record["segments"])},
         "answer": {**pair, "completion": f"###Answer: \\boxed{{{answer}}}"} if answer is not None else None,
+        "oracle_cot": {**pair, "completion": oracle} if oracle else None,
     }
+
+
+def pruned_records(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """One record per stage after the first: the context is the prompt and the conclusions of the
+    finished stages (as summaries-only decoding keeps it, METHOD.md section 5), the segments are the
+    next stage's steps up to and including its conclusion, or up to the answer."""
+    out, conclusions, stage = [], "", []
+    segs = record["segments"]
+    for i, seg in enumerate(segs):
+        stage.append(seg)
+        closes = seg["signal"] == int(Signal.CONCLUSION) or i == len(segs) - 1
+        if not closes:
+            continue
+        if conclusions:
+            out.append({"id": f"{record['id']}#p{len(out) + 1}", "prompt": record["prompt"] + conclusions,
+                        "segments": stage})  # fmt: skip
+        if seg["signal"] == int(Signal.CONCLUSION):
+            conclusions += seg["text"]
+        stage = []
+    return out
 
 
 def build_sets(traces: Iterable[Trace], cfg: BuildConfig) -> tuple[dict[str, list[dict]], Counter[str]]:
@@ -141,6 +174,8 @@ def build_sets(traces: Iterable[Trace], cfg: BuildConfig) -> tuple[dict[str, lis
         record = proposer_record(trace, segs, cfg)
         sets["proposer"].append(record)
         sets["predictor"].extend(predictor_records(record, cfg))
+        if cfg.pruned_contexts:
+            sets.setdefault("proposer_pruned", []).extend([record, *pruned_records(record)])
         for name, pair in baseline_records(trace, record, counts).items():
             if pair is not None:
                 sets[name].append(pair)
@@ -162,7 +197,7 @@ def _lengths(values: list[int]) -> dict[str, float]:
 def set_stats(name: str, records: list[dict]) -> dict[str, Any]:
     """Counts and lengths (characters of prompt and target) of one set; token counts depend on the
     student's tokenizer and are logged by ``rscaffold train``."""
-    if name == "proposer":
+    if name.startswith("proposer"):
         targets = ["".join(s["text"] for s in r["segments"]) for r in records]
         signals = Counter(TITLES[Signal(s["signal"])] for r in records for s in r["segments"])
         extra = {"steps": sum(len(r["segments"]) for r in records), "signals": dict(signals)}
@@ -188,14 +223,27 @@ def write_sets(out_dir: Path, sets: dict[str, list[dict]], summary: dict[str, An
     return stats
 
 
-def pretrain_records(questions: list[Question], drills: int, seed: int) -> list[dict[str, str]]:
-    """A generic corpus with no traces and no signals (METHOD.md section 7, second measurement), for a
-    tiny base model that can read facts before it sees any trace:
+LOOKUP_FORMATS = {
+    "N =": "{n} = {v}",
+    "N has": "{n} has {v}",
+    "Here N has": "Here {n} has {v}",
+    "and N has": "Here {m} has {w} and {n} has {v}",
+}
+"""How the base corpus states a given value, and how the look-up probe asks for it (the text up to the
+value): every format a recipe writes (CoT ``N = 19``, the teacher's ``N has 19``, ``Here N has 19``,
+``Here M has 5 and N has 19``), equally often, so that the base favours no recipe (METHOD.md section 8)."""
 
-    - each question text followed by look-ups of all its given facts, in random order (``J = 10``),
-      then a few expressions over them with written constants (``J + 8 = 10 + 8 = 18``): reading a
-      named value out of a text and computing with it, dense enough that a 1M-parameter model learns
-      it in minutes (one look-up per document was too sparse: it did not appear in 5,000 steps);
+
+def pretrain_records(questions: list[Question], drills: int, seed: int) -> list[dict[str, str]]:
+    """A generic corpus with no traces and no signals (METHOD.md sections 7 and 8), for a tiny base
+    model that can read facts before it sees any trace:
+
+    - each question text followed by look-ups of all its given facts, in random order, each in a
+      format of :data:`LOOKUP_FORMATS` drawn uniformly (``J = 10``, ``J has 10``, ``Here J has 10``,
+      ``Here M has 2 and J has 10``), then a few expressions over them, written bare
+      (``J + 8 = 10 + 8 = 18``) or after restating their operands (``Here J has 10 and M has 2, so
+      J * M = 10 * 2 = 20``): reading a named value out of a text in any recipe's wording and
+      computing with it, dense enough that a 1M-parameter model learns it in minutes;
     - arithmetic drills over the value range.
 
     The expressions are random, not the question's relations, and no derived quantity is ever
@@ -207,7 +255,7 @@ def pretrain_records(questions: list[Question], drills: int, seed: int) -> list[
         given = [(d["name"], d["value"]) for d in q.metadata["quantities"] if d["op"] == "given"]
         if not given:
             continue
-        lines = [f"{name} = {value}" for name, value in rng.sample(given, len(given))]
+        lines = [_lookup(rng, given, fact) for fact in rng.sample(given, len(given))]
         lines += [_expression(rng, given) for _ in range(rng.randint(1, 3))]
         docs.append(q.text + "\n" + "\n".join(lines))
     for _ in range(drills):
@@ -216,10 +264,21 @@ def pretrain_records(questions: list[Question], drills: int, seed: int) -> list[
     return [{"id": f"pretrain-{i:06d}", "prompt": "", "completion": doc} for i, doc in enumerate(docs)]
 
 
+def _lookup(rng: random.Random, given: list[tuple[str, int]], fact: tuple[str, int]) -> str:
+    """One look-up of ``fact`` in a random format (the two-fact format needs a second given fact)."""
+    formats = list(LOOKUP_FORMATS.values())
+    others = [g for g in given if g[0] != fact[0]]
+    template = rng.choice(formats if others else formats[:-1])
+    m, w = rng.choice(others) if others else ("", 0)
+    return template.format(n=fact[0], v=fact[1], m=m, w=w)
+
+
 def _expression(rng: random.Random, given: list[tuple[str, int]]) -> str:
-    """``J + 8 = 10 + 8 = 18`` or ``J * M = 10 * 2 = 20`` over the given facts (results stay >= 0)."""
+    """``J + 8 = 10 + 8 = 18`` or ``Here J has 10 and M has 2, so J * M = 10 * 2 = 20`` over the given
+    facts (results stay >= 0)."""
     (x, a), op = rng.choice(given), rng.choice("+-*/")
-    if len(given) > 1 and rng.random() < 0.5:
+    named = len(given) > 1 and rng.random() < 0.5
+    if named:
         y, b = rng.choice([g for g in given if g[0] != x])
     else:
         b = rng.randint(1, 9 if op in "+-" else 4)
@@ -227,7 +286,11 @@ def _expression(rng: random.Random, given: list[tuple[str, int]]) -> str:
     if (op == "-" and b > a) or (op == "/" and (b == 0 or a % b)):
         op = "+"
     value = {"+": a + b, "-": a - b, "*": a * b, "/": a // max(b, 1)}[op]
-    return f"{x} {op} {y} = {a} {op} {b} = {value}"
+    equation = f"{x} {op} {y} = {a} {op} {b} = {value}"
+    if rng.random() < 0.5:
+        return equation
+    restated = f"{x} has {a} and {y} has {b}" if named else f"{x} has {a}"
+    return f"Here {restated}, so {equation}"
 
 
 def _drill(rng: random.Random) -> str:
@@ -258,8 +321,26 @@ def _test_texts(run_dir: Path | None) -> set[str]:
     return {q.text for p in paths for q in read_jsonl(p, Question)}
 
 
-def run(inp: Path, out_dir: Path, cfg: BuildConfig, testbed_cfg: Any = None, seed: int = 0) -> dict[str, Any]:
-    """Read labelled traces, write every training set and ``stats.json`` into ``out_dir``."""
+def answer_texts(records: list[dict]) -> list[str]:
+    """The answer each record teaches: a proposer record's last step (Response Generation), a pair's completion."""
+    return [r["segments"][-1]["text"] if "segments" in r else r["completion"] for r in records]
+
+
+def answer_tokens(texts: list[str], tokenizer: Any) -> dict[str, int]:
+    """Token lengths (eos included) of training answers, as p50/p95/p99/max: decode's answer budget
+    (``decode.max_answer_tokens``) must cover them."""
+    lengths = sorted(len(tokenizer.encode(t, add_special_tokens=False)) + 1 for t in texts)
+    if not lengths:
+        return {}
+    at = lambda q: lengths[min(len(lengths) - 1, int(q * len(lengths)))]  # noqa: E731
+    return {"p50": at(0.5), "p95": at(0.95), "p99": at(0.99), "max": lengths[-1]}
+
+
+def run(
+    inp: Path, out_dir: Path, cfg: BuildConfig, testbed_cfg: Any = None, seed: int = 0, tokenizer: Any = None
+) -> dict[str, Any]:
+    """Read labelled traces, write every training set and ``stats.json`` into ``out_dir``. With the base
+    model's ``tokenizer``, the answers' token lengths are measured too (``stats.json``: answer_tokens)."""
     Signal.parse(cfg.fallback_signal)  # a bad name fails before any work
     sets, counts = build_sets(read_jsonl(inp, Trace), cfg)
     if not sets["proposer"]:
@@ -269,7 +350,12 @@ def run(inp: Path, out_dir: Path, cfg: BuildConfig, testbed_cfg: Any = None, see
         questions = pretrain_questions(testbed_cfg, cfg.pretrain_questions, seed + cfg.pretrain_seed, exclude)
         sets["pretrain"] = pretrain_records(questions, cfg.pretrain_drills, seed + cfg.pretrain_seed)
     layout = {"prompt_template": cfg.prompt_template, "predictor_query": cfg.predictor_query}
-    return write_sets(out_dir, sets, {"input": str(inp), **layout, **counts})
+    measured = (
+        {"answer_tokens": answer_tokens(answer_texts(sets["proposer"]), tokenizer)} if tokenizer is not None else {}
+    )
+    if measured:
+        log.info("build: answer tokens %s (decode.max_answer_tokens must cover p99)", measured["answer_tokens"])
+    return write_sets(out_dir, sets, {"input": str(inp), **layout, **counts, **measured})
 
 
 def add_build_arguments(p: argparse.ArgumentParser) -> None:
@@ -297,7 +383,11 @@ def cmd_build(args: argparse.Namespace, cfg: Any) -> int:
         raise InputError("build: give --input labelled.jsonl --output DIR, or --run-dir DIR")
     if not inp.exists():
         raise InputError(f"{inp}: not found; run `rscaffold label` first")
-    stats = run(inp, out, build_cfg, cfg.testbed, cfg.run.seed)
+    from rscaffold.base_models import base_tokenizer
+
+    stats = run(inp, out, build_cfg, cfg.testbed, cfg.run.seed, base_tokenizer(cfg.model))
     print(f"build: wrote {out}", flush=True)
     print(json.dumps({name: s["records"] for name, s in stats["sets"].items()}))
+    if "answer_tokens" in stats:
+        print(f"answer tokens ({cfg.model.base} tokenizer): {json.dumps(stats['answer_tokens'])}")
     return 0

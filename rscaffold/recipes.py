@@ -12,8 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 RECIPES: dict[str, dict[str, Any]] = {
     "scaffold": {"file": "proposer.jsonl", "proposer": True},
+    # The proposer also on pruned contexts (build.pruned_contexts): for summaries-only decoding.
+    "scaffold-pruned": {"file": "proposer_pruned.jsonl", "proposer": True},
     "predictor": {"file": "predictor.jsonl", "init": "scaffold"},
-    "cot-sft": {"file": "cot.jsonl"},
+    "cot-sft": {"file": "cot.jsonl"},  # the teacher's own post-thinking answer
+    # The equations-only solution from the testbed's hidden graph: a reference row, not a baseline.
+    "oracle-cot": {"file": "oracle_cot.jsonl"},
     "long-sft": {"file": "long.jsonl"},
     "answer-sft": {"file": "answer.jsonl"},
     "pretrain": {"file": "pretrain.jsonl"},
@@ -25,9 +29,9 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    recipe: Literal["scaffold", "predictor", "cot-sft", "long-sft", "answer-sft", "pretrain"] = Field(
-        "scaffold", description="What to train (see rscaffold.recipes.RECIPES)."
-    )
+    recipe: Literal[
+        "scaffold", "scaffold-pruned", "predictor", "cot-sft", "oracle-cot", "long-sft", "answer-sft", "pretrain"
+    ] = Field("scaffold", description="What to train (see rscaffold.recipes.RECIPES).")
     lr: float | None = Field(None, gt=0, description="Peak learning rate; null: 1e-4 with LoRA, 3e-3 otherwise.")
     batch_size: int = Field(8, ge=1, description="Sequences per micro-batch and process.")
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from rscaffold.build import SIGNAL_TEXT
+from rscaffold.build import SIGNAL_TEXT, answer_texts, answer_tokens
 from rscaffold.model import ModelConfig, make_student, save_student, student_meta
 from rscaffold.recipes import RECIPES, TrainConfig
 from rscaffold.schema import InputError
@@ -230,7 +230,7 @@ def train(
     ckpt_dir = out_dir / "checkpoints"
     set_seed(cfg.seed)
     accelerator = make_accelerator(cfg, model_cfg, out_dir)
-    model, tokenizer, info, examples = prepare_student(accelerator, recipe, cfg, model_cfg, data_dir, ckpt_dir)
+    model, tokenizer, info, examples, answers = prepare_student(accelerator, recipe, cfg, model_cfg, data_dir, ckpt_dir)
     lengths = [len(e["input_ids"]) for e in examples]
 
     lr = cfg.lr or (1e-4 if hasattr(model.lm, "peft_config") else 3e-3)
@@ -319,6 +319,7 @@ def train(
         "steps": progress.step,
         "planned_steps": progress.total,
         "token_budget": cfg.max_tokens,
+        "tokens_seen": seen_tokens * accelerator.num_processes,  # this invocation's (a resumed run: since resuming)
         "resumed_from": resumed_from,
         **throughput(accelerator, seen_tokens, time.perf_counter() - started),
         "lr": lr,
@@ -333,6 +334,7 @@ def train(
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         extra = {**layout(data_dir), "train": summary, "signal_as_text": cfg.signal_as_text, "signal_text": SIGNAL_TEXT}
+        extra["answer_tokens"] = answers  # decode's default answer budget covers these
         meta = student_meta(recipe, accelerator.unwrap_model(model), info, extra)
         merge = model_cfg.save == "merged" or info["base"] == "tiny"  # a random base cannot be rebuilt
         save_student(accelerator.unwrap_model(model), tokenizer, out_dir, meta, merge=merge)
@@ -341,7 +343,8 @@ def train(
 
 
 def prepare_student(accelerator, recipe: str, cfg: TrainConfig, model_cfg: ModelConfig, data_dir: Path, ckpt_dir: Path):
-    """The student for ``recipe`` (base, LoRA, signal layers per the ablations) and its encoded examples.
+    """The student for ``recipe`` (base, LoRA, signal layers per the ablations), its encoded examples and
+    the token lengths of the answers it learns (:func:`rscaffold.build.answer_tokens`).
 
     A tiny student's tokenizer is saved in the checkpoint folder at once, so a resumed run reuses it."""
     records = load_records(data_dir, recipe, cfg)
@@ -353,7 +356,8 @@ def prepare_student(accelerator, recipe: str, cfg: TrainConfig, model_cfg: Model
     sel, head = signals and not cfg.no_signal_embedding, signals and not cfg.no_signal_head
     model = make_student(lm, model_cfg, sel=sel, head=head)
     encode = encode_proposer if proposer else encode_pair
-    return model, tokenizer, info, [encode(r, tokenizer, info["add_bos"], cfg.max_length) for r in records]
+    examples = [encode(r, tokenizer, info["add_bos"], cfg.max_length) for r in records]
+    return model, tokenizer, info, examples, answer_tokens(answer_texts(records), tokenizer)
 
 
 def throughput(accelerator, tokens: int, seconds: float) -> dict[str, Any]:

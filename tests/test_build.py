@@ -73,12 +73,56 @@ def test_predictor_pairs_one_per_step_with_the_context_before_it():
     assert [p["signal"] for p in pairs] == [int(s.signal) for s in trace.steps]
 
 
-def test_baselines_hold_the_cot_solution_the_whole_trace_and_the_answer():
+def test_baselines_learn_what_the_teacher_wrote_and_the_oracle_is_apart():
     trace = make_traces(1)[0]
     sets, _ = build_sets([trace], BuildConfig())
-    assert sets["cot"][0]["completion"] == trace.metadata["cot_solution"]
+    # CoT SFT learns the teacher's post-thinking answer, as from a real teacher; never the hidden solution.
+    assert sets["cot"][0]["completion"] == trace.answer_text
+    assert sets["oracle_cot"][0]["completion"] == trace.metadata["cot_solution"]
     assert sets["long"][0]["completion"] == trace.thinking + "\n\n" + trace.answer_text
     assert sets["answer"][0]["completion"] == f"###Answer: \\boxed{{{trace.final_answer}}}"
+
+
+def test_long_thinking_sft_and_the_scaffold_learn_from_the_same_traces():
+    traces = make_traces(6, unlabelled_every=2)
+    sets, _ = build_sets(traces, BuildConfig(unlabelled="drop"))
+    assert [r["id"] for r in sets["long"]] == [r["id"] for r in sets["proposer"]] == [r["id"] for r in sets["cot"]]
+    for long, proposer in zip(sets["long"], sets["proposer"], strict=True):
+        assert long["completion"] == "".join(s["text"] for s in proposer["segments"])
+
+
+def test_pruned_contexts_keep_only_the_conclusions_of_finished_stages():
+    trace = make_traces(1)[0]  # signals: R, A, E, O, C, Conclusion, then the answer
+    steps = [s.model_copy(update={"signal": sig}) for s, sig in zip(trace.steps[:-1], [
+        Signal.REASONING, Signal.CONCLUSION, Signal.ADDITION, Signal.CONCLUSION, Signal.REASONING, Signal.CONTRAST,
+    ], strict=False)]  # fmt: skip
+    trace = trace.model_copy(update={"steps": [*steps, trace.steps[-1]]})
+    assert not build_sets([trace], BuildConfig())[0].get("proposer_pruned")
+    sets, _ = build_sets([trace], BuildConfig(pruned_contexts=True))
+    full, *stages = sets["proposer_pruned"]
+    assert full == sets["proposer"][0]
+    segs = full["segments"]
+    # Stage 2 (after the first conclusion) and stage 3 (after the second, up to the answer).
+    assert [r["prompt"] for r in stages] == [
+        full["prompt"] + segs[1]["text"],
+        full["prompt"] + segs[1]["text"] + segs[3]["text"],
+    ]
+    assert stages[0]["segments"] == segs[2:4] and stages[1]["segments"] == segs[4:]
+    assert stages[1]["segments"][-1]["signal"] == int(Signal.RESPONSE)
+
+
+def test_answer_tokens_measure_the_answers_with_a_tokenizer():
+    from rscaffold.build import answer_texts, answer_tokens
+
+    class Chars:
+        def encode(self, text, add_special_tokens=False):
+            return list(text)
+
+    sets, _ = build_sets(make_traces(100), BuildConfig())
+    lengths = sorted(len(t.answer_text) + 1 for t in make_traces(100))
+    got = answer_tokens(answer_texts(sets["proposer"]), Chars())
+    assert got["max"] == lengths[-1] and got["p50"] == lengths[50] and got["p99"] == lengths[99]
+    assert answer_texts(sets["cot"]) == [t.answer_text for t in make_traces(100)]
 
 
 def test_unlabelled_steps_get_the_fallback_or_drop_their_trace():
@@ -104,20 +148,28 @@ def test_run_writes_every_set_and_stats(tmp_path: Path):
     assert not (tmp_path / "build" / "pretrain.jsonl").exists()
 
 
-def test_pretrain_set_has_lookups_expressions_and_drills_but_no_test_question(tmp_path: Path):
+def test_pretrain_set_has_lookups_in_every_format_expressions_and_drills_but_no_test_question(tmp_path: Path):
+    import re
+
+    from rscaffold.build import LOOKUP_FORMATS
     from rscaffold.testbed.problems import make_splits
 
-    small = TestbedConfig(train=30, test_id=10, test_ood=0, test_surface=0, perturbed_groups=0)
+    small = TestbedConfig(train=60, test_id=10, test_ood=0, test_surface=0, perturbed_groups=0)
     run_dir = tmp_path / "run"
     write_jsonl(run_dir / "labelled.jsonl", make_traces(2))
     test = make_splits(small, 1000)["test_id"]  # the very seed pretraining draws from
     write_jsonl(run_dir / "testbed" / "test_id.jsonl", test)
-    cfg = BuildConfig(pretrain_questions=30, pretrain_drills=5)
+    cfg = BuildConfig(pretrain_questions=60, pretrain_drills=5)
     run(run_dir / "labelled.jsonl", run_dir / "build", cfg, small, seed=0)
     docs = [json.loads(line)["completion"] for line in (run_dir / "build" / "pretrain.jsonl").read_text().splitlines()]
     assert sum(d[0].isdigit() and len(d.splitlines()) == 8 for d in docs) == 5  # the drill documents
     questions = {q.text: q for q in make_splits(small.model_copy(update={"test_id": 0}), 1000)["train"]}
-    lookups = 0
+    shapes = {
+        name: re.compile("^" + re.escape(t).replace(r"\{n\}", r"\w+").replace(r"\{m\}", r"\w+")
+                         .replace(r"\{v\}", r"\d+").replace(r"\{w\}", r"\d+") + "$")
+        for name, t in LOOKUP_FORMATS.items()
+    }  # fmt: skip
+    seen = dict.fromkeys(LOOKUP_FORMATS, 0)
     for doc in docs:
         text, *lines = doc.split("\n")
         assert text not in {q.text for q in test}
@@ -126,16 +178,18 @@ def test_pretrain_set_has_lookups_expressions_and_drills_but_no_test_question(tm
         values = questions[text].metadata["values"]
         given = {d["name"] for d in questions[text].metadata["quantities"] if d["op"] == "given"}
         for line in lines:
-            parts = line.split(" = ")
-            if len(parts) == 2:  # a look-up: a given fact's value, never a derived one
-                assert parts[0] in given and int(parts[1]) == values[parts[0]]
-                lookups += 1
-            else:  # an expression over given facts: names, then their values, then the result
-                names, numbers, result = parts
-                assert eval(numbers.replace("/", "//")) == int(result) >= 0
-                for name, number in zip(names.split()[::2], numbers.split()[::2], strict=True):
-                    assert number == (str(values[name]) if name in values else name)
-    assert lookups >= 30
+            # Every stated value is a given fact's, never a derived one.
+            for name, number in re.findall(r"\b([A-Za-z]\w*) (?:has|=) (\d+)(?= and|,|$)", line):
+                assert name in given and int(number) == values[name], line
+            fmt = next((f for f, shape in shapes.items() if shape.match(line)), None)
+            if fmt is not None:
+                seen[fmt] += 1
+                continue
+            names, numbers, result = line.split(", so ")[-1].split(" = ")  # an expression over given facts
+            assert eval(numbers.replace("/", "//")) == int(result) >= 0
+            for name, number in zip(names.split()[::2], numbers.split()[::2], strict=True):
+                assert number == (str(values[name]) if name in values else name)
+    assert min(seen.values()) >= 15, seen  # each format about a quarter of the look-ups
 
 
 def test_pretrain_drills_are_correct():
@@ -147,9 +201,16 @@ def test_pretrain_drills_are_correct():
 
 def test_cmd_build_reads_and_writes_the_run_folder(tmp_path: Path, capsys):
     write_jsonl(tmp_path / "labelled.jsonl", make_traces(3))
-    cfg = argparse.Namespace(build=BuildConfig(), testbed=TestbedConfig(), run=argparse.Namespace(seed=0))
+    from rscaffold.base_models import ModelConfig
+
+    cfg = argparse.Namespace(
+        build=BuildConfig(), testbed=TestbedConfig(), run=argparse.Namespace(seed=0), model=ModelConfig(base="testbed")
+    )
     args = argparse.Namespace(run_dir=str(tmp_path), input=None, output=None, signal_source="true")
     assert cmd_build(args, cfg) == 0
-    assert json.loads(capsys.readouterr().out.splitlines()[-1])["proposer"] == 3
+    counts, answer_line = capsys.readouterr().out.splitlines()[-2:]
+    assert json.loads(counts)["proposer"] == 3
+    assert answer_line.startswith("answer tokens (testbed tokenizer)")  # build measures and prints them
+    assert json.loads((tmp_path / "build" / "stats.json").read_text())["answer_tokens"]["p99"] > 0
     with pytest.raises(Exception, match="not found"):
         cmd_build(argparse.Namespace(run_dir=str(tmp_path / "none"), input=None, output=None), cfg)

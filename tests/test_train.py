@@ -32,7 +32,8 @@ def build_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("run")
     write_jsonl(root / "labelled.jsonl", make_traces(12))
     small = TestbedConfig(train=20, test_id=0, test_ood=0, test_surface=0, perturbed_groups=0)
-    run(root / "labelled.jsonl", root / "build", BuildConfig(pretrain_questions=20, pretrain_drills=10), small)
+    cfg = BuildConfig(pretrain_questions=20, pretrain_drills=10, pruned_contexts=True)
+    run(root / "labelled.jsonl", root / "build", cfg, small)
     return root / "build"
 
 
@@ -86,11 +87,20 @@ def test_killed_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(bu
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("recipe", ["cot-sft", "long-sft", "answer-sft", "pretrain"])
+@pytest.mark.parametrize("recipe", ["cot-sft", "oracle-cot", "long-sft", "answer-sft", "pretrain"])
 def test_baseline_recipes_train_and_save(build_dir: Path, tmp_path: Path, recipe: str):
     summary = train(FAST.model_copy(update={"max_steps": 2}), TINY, build_dir, tmp_path / recipe, recipe=recipe)
     model, _, meta = load_student(tmp_path / recipe)
     assert summary["steps"] == 2 and meta["recipe"] == recipe and model.signal_head is None
+
+
+def test_students_record_their_answer_lengths_and_tokens_seen(build_dir: Path, tmp_path: Path):
+    summary = train(FAST, TINY, build_dir, tmp_path / "p", recipe="scaffold-pruned")
+    _, tok, meta = load_student(tmp_path / "p")
+    answers = [json.loads(line)["segments"][-1]["text"] for line in (build_dir / "proposer.jsonl").open()]
+    longest = max(len(tok.encode(a, add_special_tokens=False)) + 1 for a in answers)
+    assert meta["answer_tokens"]["max"] == longest and meta["answer_tokens"]["p99"] <= longest
+    assert meta["signal_head"] and 0 < summary["tokens_seen"] <= 3 * 4 * 256
 
 
 def test_generative_predictor_starts_from_the_trained_proposer(build_dir: Path, tmp_path: Path):
