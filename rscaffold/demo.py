@@ -30,6 +30,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rscaffold.schema import InputError
+
 SPLITS = ("test_id", "test_surface", "test_perturbed", "test_ood")
 SOURCES = ("predictor-head", "predictor-generative", "golden", "random", "none")
 
@@ -42,10 +44,15 @@ class DemoStudent(_Section):
     """One student to train: a recipe and its own train.* / model.* deltas."""
 
     name: str = Field(description="Folder name under students/ (the seed is appended: <name>-s<seed>).")
-    recipe: Literal["scaffold", "predictor", "cot-sft", "long-sft", "answer-sft"] = Field(description="Recipe.")
+    recipe: Literal["scaffold", "scaffold-pruned", "predictor", "cot-sft", "oracle-cot", "long-sft", "answer-sft"] = (
+        Field(description="Recipe.")
+    )
     train: dict[str, Any] = Field({}, description="train.* keys that differ for this student.")
     model: dict[str, Any] = Field({}, description="model.* keys that differ for this student.")
     init: str | None = Field(None, description="Predictor: the demo student it starts from (default: scaffold).")
+    tokens_of: str | None = Field(
+        None, description="Train on as many tokens as this demo student saw (equal token budgets); null: train.*."
+    )
 
 
 class DemoVariant(_Section):
@@ -62,33 +69,58 @@ class DemoVariant(_Section):
     decode: dict[str, Any] = Field({}, description="Other decode.* keys for this variant.")
 
 
+class Comparison(_Section):
+    """A difference fixed in advance: row ``a`` minus row ``b`` (rows are ``<student>__<variant>``),
+    paired over seeds and questions, on every split where both were decoded."""
+
+    name: str = Field(description="What the comparison tests (printed).")
+    a: str = Field(description="The row compared.")
+    b: str = Field(description="The row it is compared against.")
+
+
 def _default_students() -> list[DemoStudent]:
     return [
         DemoStudent(name="scaffold", recipe="scaffold"),
+        DemoStudent(name="scaffold-pruned", recipe="scaffold-pruned"),
         DemoStudent(
             name="predictor", recipe="predictor", init="scaffold", train={"max_tokens": 200_000, "max_examples": 20_000}
         ),
         DemoStudent(name="cot-sft", recipe="cot-sft"),
         DemoStudent(name="long-sft", recipe="long-sft"),
+        DemoStudent(name="oracle-cot", recipe="oracle-cot"),
     ]
 
 
 def _default_variants() -> list[DemoVariant]:
+    t = ["test_id"]
     return [
         DemoVariant(name="predictor-gate", student="scaffold", source="predictor-head"),
-        DemoVariant(name="golden", student="scaffold", source="golden", splits=["test_id"]),
-        DemoVariant(name="random", student="scaffold", source="random", splits=["test_id"]),
-        DemoVariant(name="summaries", student="scaffold", source="predictor-head", prune=True, splits=["test_id"]),
+        DemoVariant(name="golden", student="scaffold", source="golden", splits=t),
+        DemoVariant(name="random", student="scaffold", source="random", splits=t),
+        DemoVariant(name="none", student="scaffold", source="none", splits=t),
+        DemoVariant(name="summaries", student="scaffold", source="predictor-head", prune=True, splits=t),
+        DemoVariant(name="summaries", student="scaffold-pruned", source="predictor-head", prune=True, splits=t),
         DemoVariant(
             name="generative-predictor",
             student="scaffold",
             source="predictor-generative",
             predictor="predictor",
-            splits=["test_id"],
+            splits=t,
             limit=100,
         ),
         DemoVariant(name="free", student="cot-sft"),
         DemoVariant(name="free", student="long-sft"),
+        DemoVariant(name="free", student="oracle-cot"),
+    ]
+
+
+SCAFFOLD = "scaffold__predictor-gate"
+
+
+def _default_comparisons() -> list[Comparison]:
+    return [
+        Comparison(name="(a) mechanism: scaffold - long-thinking SFT, same traces", a=SCAFFOLD, b="long-sft__free"),
+        Comparison(name="(b) paper's claim: scaffold - CoT SFT", a=SCAFFOLD, b="cot-sft__free"),
     ]
 
 
@@ -99,14 +131,21 @@ class DemoConfig(_Section):
     splits: list[str] = Field(list(SPLITS), description="Testbed splits decoded by variants without their own.")
     students: list[DemoStudent] = Field(default_factory=_default_students, description="Students to train.")
     variants: list[DemoVariant] = Field(default_factory=_default_variants, description="Decoding variants.")
-    scaffold: str = Field(
-        "scaffold__predictor-gate", description="The headline's scaffolded row: <student>__<variant>."
+    comparisons: list[Comparison] = Field(
+        default_factory=_default_comparisons, description="Differences fixed in advance, reported whatever their sign."
     )
-    baselines: list[str] = Field(
-        ["cot-sft__free", "long-sft__free"], description="The headline's baseline rows; the best one is compared."
+    signal_quality: list[str] = Field(
+        [
+            "scaffold__golden",
+            "scaffold__random",
+            "scaffold__none",
+            "scaffold__summaries",
+            "scaffold-pruned__summaries",
+        ],
+        description="(c) signal quality (the paper's Table 3): each row minus the scaffold's predictor + gate row.",
     )
-    goal_accuracy: float = Field(0.30, description="The regime goal on test_id: the best method's Pass@1 ...")
-    goal_trivial_ratio: float = Field(3.0, description="... and its ratio to the most-common-answer rate.")
+    reference: str = Field(SCAFFOLD, description="The row the signal-quality rows are compared against.")
+    probe: bool = Field(True, description="Print the base model's look-up probe per format (testbed bases).")
 
 
 # -- steps -----------------------------------------------------------------------------------------
@@ -132,14 +171,15 @@ def _data(cfg: Any, run: Path) -> None:
 
 def _build(cfg: Any, run: Path) -> None:
     from rscaffold import build
+    from rscaffold.base_models import base_tokenizer
 
     out = run / "build"
     if (out / "stats.json").exists():
         _say(f"build: kept {out}")
         return
     started = time.perf_counter()
-    build.run(run / "labelled.jsonl", out, cfg.build, cfg.testbed, cfg.run.seed)
-    _say(f"build: {time.perf_counter() - started:.1f}s -> {out}")
+    stats = build.run(run / "labelled.jsonl", out, cfg.build, cfg.testbed, cfg.run.seed, base_tokenizer(cfg.model))
+    _say(f"build: {time.perf_counter() - started:.1f}s -> {out}; answer tokens {stats.get('answer_tokens', '-')}")
 
 
 def _golden(cfg: Any, run: Path, splits: list[str]) -> None:
@@ -178,6 +218,8 @@ def _train(cfg: Any, run: Path, demo: DemoConfig) -> None:
                 _say(f"train {s.name} seed {seed}: kept {out}")
                 continue
             tcfg = TrainConfig.model_validate({**cfg.train.model_dump(), "seed": seed, **s.train, "recipe": s.recipe})
+            if s.tokens_of:
+                tcfg = tcfg.model_copy(update={"max_tokens": _tokens_seen(student_dir(run, s.tokens_of, seed))})
             if s.recipe == "predictor":
                 tcfg = tcfg.model_copy(update={"init": str(student_dir(run, s.init or "scaffold", seed))})
             mcfg = ModelConfig.model_validate({**cfg.model.model_dump(), **s.model})
@@ -187,6 +229,16 @@ def _train(cfg: Any, run: Path, demo: DemoConfig) -> None:
                 f"train {s.name} seed {seed}: {summary['steps']} steps, {summary['tokens_per_s']:.0f} tok/s, "
                 f"{time.perf_counter() - started:.0f}s, loss {summary['final'].get('loss', float('nan')):.3f} -> {out}"
             )
+
+
+def _tokens_seen(folder: Path) -> int:
+    """Training tokens a demo student saw (an equal-token student trains after it)."""
+    from rscaffold.model import META_FILE
+
+    meta = folder / META_FILE
+    if not meta.exists():
+        raise InputError(f"{folder}: not trained yet; list the student named by tokens_of before this one")
+    return int(json.loads(meta.read_text(encoding="utf-8"))["train"]["tokens_seen"])
 
 
 def _decode(cfg: Any, run: Path, demo: DemoConfig) -> None:
@@ -258,12 +310,20 @@ def paired_difference(a: dict, b: dict, samples: int = 2000, seed: int = 0) -> d
     return {"mean": float(d.mean()), "lo": float(lo), "hi": float(hi), "n": len(d)}
 
 
+def _rows(demo: DemoConfig) -> list[str]:
+    return sorted({f"{v.student}__{v.name}" for v in demo.variants})
+
+
 def headline(run: Path, demo: DemoConfig) -> dict[str, Any]:
-    """Per split: trivial rate, every row pooled over seeds, scaffold vs the best baseline."""
+    """Per split: trivial rate, every row pooled over seeds, and the comparisons fixed in advance:
+    ``demo.comparisons`` and (c) each signal-quality row minus the reference row, paired differences
+    over the same seeds and questions with bootstrap intervals."""
     from rscaffold.metrics import bootstrap_ci
 
-    rows = sorted({f"{v.student}__{v.name}" for v in demo.variants})
+    rows = _rows(demo)
     splits = list(dict.fromkeys([*demo.splits, *(s for v in demo.variants for s in (v.splits or []))]))
+    fixed = [*demo.comparisons]
+    fixed += [Comparison(name=f"(c) signal quality: {r}", a=r, b=demo.reference) for r in demo.signal_quality]
     out: dict[str, Any] = {"seeds": demo.seeds, "splits": {}}
     for split in splits:
         questions = run / "testbed" / f"{split}.jsonl"
@@ -275,29 +335,15 @@ def headline(run: Path, demo: DemoConfig) -> dict[str, Any]:
         for row, marks in scored.items():
             if marks:
                 entry["rows"][row] = bootstrap_ci([float(x) for x in marks.values()], samples=2000)
-        baselines = [b for b in demo.baselines if b in entry["rows"]]
-        if demo.scaffold in entry["rows"] and baselines:
-            best = max(baselines, key=lambda b: entry["rows"][b]["mean"])
-            entry["comparison"] = {
-                "scaffold": demo.scaffold,
-                "best_baseline": best,
-                "difference": paired_difference(scored[demo.scaffold], scored[best]),
-            }
+        entry["comparisons"] = [
+            {"name": c.name, "a": c.a, "b": c.b, "difference": paired_difference(scored[c.a], scored[c.b])}
+            for c in fixed
+            if scored.get(c.a) and scored.get(c.b)
+        ]
         if entry["rows"]:
             best_row = max(entry["rows"], key=lambda r: entry["rows"][r]["mean"])
             entry["best"] = {"row": best_row, **entry["rows"][best_row]}
         out["splits"][split] = entry
-    goal = out["splits"].get("test_id", {})
-    if goal.get("best"):
-        best, trivial = goal["best"]["mean"], goal["trivial"]["rate"]
-        out["regime"] = {
-            "best": goal["best"]["row"],
-            "accuracy": best,
-            "trivial": trivial,
-            "ratio": best / trivial if trivial else None,
-            "goal": {"accuracy": demo.goal_accuracy, "trivial_ratio": demo.goal_trivial_ratio},
-            "reached": best >= demo.goal_accuracy and best >= demo.goal_trivial_ratio * trivial,
-        }
     return out
 
 
@@ -307,8 +353,12 @@ def _ci(ci: dict[str, Any] | None) -> str:
     return f"{ci['mean']:.3f} [{ci['lo']:.3f}, {ci['hi']:.3f}]"
 
 
+def _signed(ci: dict[str, Any]) -> str:
+    return f"{ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}]"
+
+
 def format_headline(h: dict[str, Any]) -> str:
-    """The headline as a plain-text table."""
+    """The headline as plain text: the rows per split, then each fixed comparison per split."""
     seeds = ", ".join(map(str, h["seeds"]))
     lines = [f"seeds: {seeds}; Pass@1 (strict) with 95% bootstrap intervals, pooled over seeds"]
     rows = sorted({r for s in h["splits"].values() for r in s["rows"]})
@@ -319,20 +369,15 @@ def format_headline(h: dict[str, Any]) -> str:
     )
     for row in rows:
         lines.append(f"{row:<{width}}  " + "  ".join(f"{_ci(s['rows'].get(row)):<22}" for s in h["splits"].values()))
-    for split, s in h["splits"].items():
-        c = s.get("comparison")
-        if c:
-            lines.append(
-                f"{split}: {c['scaffold']} - {c['best_baseline']} = {_ci(c['difference'])} (n={c['difference']['n']})"
-            )
-    r = h.get("regime")
-    if r:
-        verdict = "reached" if r["reached"] else "NOT reached"
-        lines.append(
-            f"regime on test_id: best {r['best']} {r['accuracy']:.3f} = {r['ratio']:.1f}x the most-common-answer "
-            f"rate {r['trivial']:.3f}; goal >= {r['goal']['accuracy']:.2f} and >= {r['goal']['trivial_ratio']:.0f}x: "
-            f"{verdict}"
-        )
+    names = list(dict.fromkeys(c["name"] for s in h["splits"].values() for c in s.get("comparisons", [])))
+    lines.append("comparisons fixed in advance (paired over seeds and questions; 95% bootstrap intervals):")
+    for name in names:
+        lines.append(f"  {name}")
+        for split, s in h["splits"].items():
+            for c in s.get("comparisons", []):
+                if c["name"] == name:
+                    d = c["difference"]
+                    lines.append(f"    {split:<15} {c['a']} - {c['b']} = {_signed(d)} (n={d['n']})")
     return "\n".join(lines)
 
 
@@ -352,30 +397,40 @@ def headline_html(h: dict[str, Any]) -> str:
         body.append(f"<tr><td class=t>{html.escape(row)}</td>{cells}</tr>")
     diffs = []
     for split, s in h["splits"].items():
-        c = s.get("comparison")
-        if c:
+        for c in s.get("comparisons", []):
             diffs.append(
-                f"<li>{html.escape(split)}: {html.escape(c['scaffold'])} &minus; {html.escape(c['best_baseline'])} "
-                f"= {_pct(c['difference'])} (paired over {c['difference']['n']} answers)</li>"
+                f"<li>{html.escape(c['name'])}, {html.escape(split)}: {html.escape(c['a'])} &minus; "
+                f"{html.escape(c['b'])} = {_pct(c['difference'])} (paired over {c['difference']['n']} answers)</li>"
             )
-    regime = h.get("regime")
-    verdict = ""
-    if regime:
-        verdict = (
-            f"<p>Regime on test_id: best row {html.escape(regime['best'])} at {regime['accuracy']:.3f}, "
-            f"{regime['ratio']:.1f}x the most-common-answer rate ({regime['trivial']:.3f}); the goal "
-            f"(&ge; {regime['goal']['accuracy']:.2f} and &ge; {regime['goal']['trivial_ratio']:.0f}x) is "
-            f"<b>{'reached' if regime['reached'] else 'not reached'}</b>.</p>"
-        )
     seeds = ", ".join(map(str, h["seeds"]))
     return (
         f"<h2>Headline</h2><p>Pass@1 (strict) with 95% bootstrap intervals, pooled over seeds {seeds}.</p>"
         f'<table id="headline"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
-        f"<ul>{''.join(diffs)}</ul>{verdict}"
+        f"<h3>Comparisons fixed in advance</h3><ul>{''.join(diffs)}</ul>"
     )
 
 
 # -- the command -----------------------------------------------------------------------------------
+
+
+def _probe(cfg: Any, run: Path, demo: DemoConfig) -> dict[str, Any] | None:
+    """The base model's look-up probe per format (``rscaffold probe``) on the test_id questions, for a
+    testbed base: it shows whether the base favours one recipe's way of writing values."""
+    from rscaffold.probe import lookup_probe
+
+    questions = run / "testbed" / "test_id.jsonl"
+    if not demo.probe or cfg.model.base != "testbed" or not questions.exists():
+        return None
+    first = list(itertools.islice(read_questions(questions), 200))
+    result = lookup_probe(cfg.model.base, first)
+    _say("base look-up probe: " + ", ".join(f"{k} {v:.3f}" for k, v in result["accuracy"].items()))
+    return result
+
+
+def read_questions(path: Path):
+    from rscaffold.schema import Question, read_jsonl
+
+    return read_jsonl(path, Question)
 
 
 def run_demo(cfg: Any, run: Path) -> dict[str, Any]:
@@ -387,6 +442,7 @@ def run_demo(cfg: Any, run: Path) -> dict[str, Any]:
     demo: DemoConfig = cfg.demo
     started = time.perf_counter()
     _data(cfg, run)
+    probe = _probe(cfg, run, demo)
     _build(cfg, run)
     golden = sorted({s for v in demo.variants if v.source == "golden" for s in (v.splits or demo.splits)})
     _golden(cfg, run, golden)
@@ -394,11 +450,17 @@ def run_demo(cfg: Any, run: Path) -> dict[str, Any]:
     _decode(cfg, run, demo)
     evaluate_run(run, cfg.evaluate)
     h = headline(run, demo)
+    if probe:
+        h["probe"] = probe
     h["seconds"] = round(time.perf_counter() - started, 1)
     with atomic_writer(run / "headline.json") as f:
         json.dump(h, f, indent=2)
     page = write_report([run], run / "report", cfg.report)
     print(format_headline(h))
+    if probe:
+        from rscaffold.probe import format_probe
+
+        print(format_probe(probe))
     print(f"report: {page}")
     print(f"run folder: {run} ({h['seconds']:.0f}s)")
     return h

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The testbed experiment (`rscaffold demo`) on one GPU (an H100) in about 10 minutes, with the config
-# rscaffold/configs/gpu.yaml: 16,000 training traces, four students per seed (scaffold, its generative
-# predictor, CoT SFT, long-thinking SFT) fine-tuned from the shipped testbed base with 6M tokens each,
-# three seeds, the decoding variants of the demo on 500 questions per split, evaluation, headline, report.
+# rscaffold/configs/gpu.yaml: about 36,000 training traces, the demo's students per seed (scaffold,
+# scaffold-pruned, the generative predictor, CoT SFT, long-thinking SFT, oracle CoT) fine-tuned from the
+# shipped testbed base for two epochs each, three seeds, the decoding variants of the demo on 500 questions per split, evaluation, headline, report.
 # The sizes are estimates, not yet measured on a GPU: every stage prints its time, and a rerun skips
 # what is done (outputs that exist are kept), so a run cut off by a time limit goes on where it stopped.
 #
