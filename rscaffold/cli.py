@@ -35,6 +35,7 @@ from rscaffold import (
 )
 from rscaffold.config import Config, load_config, shipped_config
 from rscaffold.judge import add_judge_arguments, load_judge_config
+from rscaffold.probe import add_probe_arguments, cmd_probe
 from rscaffold.runs import ARTIFACTS, record_stage, stage_paths
 from rscaffold.schema import InputError, Question, Trace, atomic_writer, read_jsonl, write_jsonl
 from rscaffold.teachers.openai_compat import add_generate_api_arguments
@@ -335,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_cache_arguments(cch)
     _config_options(cch)
     cch.set_defaults(func=_with_config(cache.cmd_cache))
+
+    prb = sub.add_parser("probe", help="a base model's look-up accuracy per format (N =, N has, Here N has, ...)")
+    add_probe_arguments(prb)
+    prb.set_defaults(func=cmd_probe)
 
     run = sub.add_parser("run", help="chain the stages of run.stages in one run folder")
     run.add_argument("--run-dir", help="run folder (default run.dir, else runs/<time>)")
