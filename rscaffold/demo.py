@@ -1,4 +1,4 @@
-"""The whole experiment in one command: ``rscaffold demo`` (and ``rscaffold experiment CONFIG``).
+"""The whole experiment in one command: ``rscaffold demo`` (and ``rscaffold demo --config experiment``).
 
 In one run folder, in order, each step skipped when its output is already there (so an interrupted
 run resumes where it stopped):
@@ -8,12 +8,14 @@ run resumes where it stopped):
 2. ``build``: the training sets;
 3. golden traces of the test splits (the teacher's traces of the test questions, labelled the same
    way, not filtered by correctness) for the golden-signal ablation;
-4. every student of ``demo.students`` for every seed of ``demo.seeds``, with an equal token budget
-   (``train.max_tokens``) unless a student overrides it: ``students/<name>-s<seed>/``;
+4. every student of ``demo.students`` for each of its seeds, with the ``train`` settings (the demo: the
+   same epochs over the same problems for every recipe) unless it overrides them, or as many tokens as
+   another student saw (``tokens_of``): ``students/<name>-s<seed>/``;
 5. every decoding variant of ``demo.variants`` on its splits: ``decoded/<student>-s<seed>__<variant>__<split>.jsonl``;
 6. ``evaluate`` (``results.json``), the headline (``headline.json``: per split, the most-common-answer
-   rate, every variant pooled over seeds, and the scaffolded student against the best baseline with a
-   paired bootstrap interval of the difference), and the HTML report (``report/index.html``).
+   rate, every variant pooled over seeds, and the comparisons fixed in advance (``demo.comparisons``
+   and the signal-quality rows) as paired differences with bootstrap intervals; the base's look-up
+   probe), and the HTML report (``report/index.html``).
 
 The config is torch-free; the steps import what they need when they run.
 """
@@ -53,6 +55,7 @@ class DemoStudent(_Section):
     tokens_of: str | None = Field(
         None, description="Train on as many tokens as this demo student saw (equal token budgets); null: train.*."
     )
+    seeds: list[int] | None = Field(None, description="Seeds to train this student for; null: all of demo.seeds.")
 
 
 class DemoVariant(_Section):
@@ -81,10 +84,6 @@ class Comparison(_Section):
 def _default_students() -> list[DemoStudent]:
     return [
         DemoStudent(name="scaffold", recipe="scaffold"),
-        DemoStudent(name="scaffold-pruned", recipe="scaffold-pruned"),
-        DemoStudent(
-            name="predictor", recipe="predictor", init="scaffold", train={"max_tokens": 200_000, "max_examples": 20_000}
-        ),
         DemoStudent(name="cot-sft", recipe="cot-sft"),
         DemoStudent(name="long-sft", recipe="long-sft"),
         DemoStudent(name="oracle-cot", recipe="oracle-cot"),
@@ -92,25 +91,19 @@ def _default_students() -> list[DemoStudent]:
 
 
 def _default_variants() -> list[DemoVariant]:
-    t = ["test_id"]
+    """The demo's decodes, sized for 15 minutes on 2 CPU cores (decoding dominates there): the rows of
+    comparisons (a) and (b) on the first 300 questions of every split, the signal-quality rows (c) on
+    the first 100 of test_id."""
+    t, many, few = ["test_id"], 300, 100
     return [
-        DemoVariant(name="predictor-gate", student="scaffold", source="predictor-head"),
-        DemoVariant(name="golden", student="scaffold", source="golden", splits=t),
-        DemoVariant(name="random", student="scaffold", source="random", splits=t),
-        DemoVariant(name="none", student="scaffold", source="none", splits=t),
-        DemoVariant(name="summaries", student="scaffold", source="predictor-head", prune=True, splits=t),
-        DemoVariant(name="summaries", student="scaffold-pruned", source="predictor-head", prune=True, splits=t),
-        DemoVariant(
-            name="generative-predictor",
-            student="scaffold",
-            source="predictor-generative",
-            predictor="predictor",
-            splits=t,
-            limit=100,
-        ),
-        DemoVariant(name="free", student="cot-sft"),
-        DemoVariant(name="free", student="long-sft"),
-        DemoVariant(name="free", student="oracle-cot"),
+        DemoVariant(name="predictor-gate", student="scaffold", source="predictor-head", limit=many),
+        DemoVariant(name="golden", student="scaffold", source="golden", splits=t, limit=few),
+        DemoVariant(name="random", student="scaffold", source="random", splits=t, limit=few),
+        DemoVariant(name="none", student="scaffold", source="none", splits=t, limit=few),
+        DemoVariant(name="summaries", student="scaffold", source="predictor-head", prune=True, splits=t, limit=few),
+        DemoVariant(name="free", student="cot-sft", limit=many),
+        DemoVariant(name="free", student="long-sft", limit=many),
+        DemoVariant(name="free", student="oracle-cot", splits=t, limit=many),
     ]
 
 
@@ -140,7 +133,6 @@ class DemoConfig(_Section):
             "scaffold__random",
             "scaffold__none",
             "scaffold__summaries",
-            "scaffold-pruned__summaries",
         ],
         description="(c) signal quality (the paper's Table 3): each row minus the scaffold's predictor + gate row.",
     )
@@ -213,6 +205,8 @@ def _train(cfg: Any, run: Path, demo: DemoConfig) -> None:
 
     for seed in demo.seeds:
         for s in demo.students:
+            if seed not in (s.seeds or demo.seeds):
+                continue
             out = student_dir(run, s.name, seed)
             if (out / META_FILE).exists():
                 _say(f"train {s.name} seed {seed}: kept {out}")
@@ -245,8 +239,11 @@ def _decode(cfg: Any, run: Path, demo: DemoConfig) -> None:
     from rscaffold.decode import decode_file
     from rscaffold.schema import Question, read_jsonl, write_jsonl
 
+    seeds = {s.name: s.seeds or demo.seeds for s in demo.students}
     for seed in demo.seeds:
         for v in demo.variants:
+            if seed not in seeds.get(v.student, demo.seeds):
+                continue
             for split in v.splits or demo.splits:
                 out = run / "decoded" / f"{v.student}-s{seed}__{v.name}__{split}.jsonl"
                 if out.exists():

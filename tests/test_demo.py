@@ -42,11 +42,11 @@ def test_demo_runs_every_step(demo_run, capsys):
     run, _ = demo_run
     for split in ("test_id", "test_surface", "test_perturbed", "test_ood"):
         assert (run / "testbed" / f"{split}.jsonl").exists()
-        for student in ("scaffold-s0__predictor-gate", "cot-sft-s0__free", "long-sft-s0__free", "oracle-cot-s0__free"):
+        for student in ("scaffold-s0__predictor-gate", "cot-sft-s0__free", "long-sft-s0__free"):
             assert (run / "decoded" / f"{student}__{split}.jsonl").exists()
+    assert (run / "decoded" / "oracle-cot-s0__free__test_id.jsonl").exists()
     for variant in ("golden", "random", "none", "summaries"):
         assert (run / "decoded" / f"scaffold-s0__{variant}__test_id.jsonl").exists()
-    assert (run / "decoded" / "scaffold-pruned-s0__summaries__test_id.jsonl").exists()
     assert (run / "golden" / "test_id.jsonl").exists()
     results = json.loads((run / "results.json").read_text())
     variants = {(e["student"], e["variant"], e["split"]) for e in results["entries"]}
@@ -82,7 +82,7 @@ def test_headline_has_trivial_rates_and_the_fixed_comparisons(demo_run):
             assert pairs[("scaffold__predictor-gate", baseline)]["n"] == n
     quality = {c["a"] for c in h["splits"]["test_id"]["comparisons"] if c["name"].startswith("(c)")}
     assert quality == {
-        "scaffold__golden", "scaffold__random", "scaffold__none", "scaffold__summaries", "scaffold-pruned__summaries"
+        "scaffold__golden", "scaffold__random", "scaffold__none", "scaffold__summaries"
     }  # fmt: skip
     text = format_headline(h)
     assert "(a) mechanism" in text and "(b) paper's claim" in text and "(c) signal quality" in text
@@ -119,3 +119,32 @@ def test_headline_of_a_run_without_decodes_is_empty(tmp_path):
     h = headline(tmp_path, DemoConfig())
     assert h["splits"]["test_id"]["trivial"]["rate"] == 1.0
     assert h["splits"]["test_id"]["rows"] == {} and h["splits"]["test_id"]["comparisons"] == []
+
+
+def test_a_student_trains_only_for_its_own_seeds_and_its_variants_follow(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import rscaffold.decode
+    import rscaffold.train
+    from rscaffold import demo
+    from rscaffold.config import Config
+
+    trained, decoded = [], []
+
+    def train(tcfg, mcfg, data, out):
+        trained.append(out.name)
+        return {"steps": 1, "tokens_per_s": 1.0, "final": {}}
+
+    monkeypatch.setattr(rscaffold.train, "train", train)
+    monkeypatch.setattr(rscaffold.decode, "decode_file", lambda cfg, student, q, out, extras: decoded.append(out.name))
+    cfg = Config.model_validate({"demo": {
+        "seeds": [0, 1],
+        "students": [{"name": "a", "recipe": "scaffold"}, {"name": "b", "recipe": "cot-sft", "seeds": [0]}],
+        "variants": [{"name": "free", "student": "a", "splits": ["test_id"]},
+                     {"name": "free", "student": "b", "splits": ["test_id"]}],
+    }})  # fmt: skip
+    monkeypatch.setattr(demo, "_say", lambda message: None)
+    demo._train(cfg, tmp_path, cfg.demo)
+    demo._decode(SimpleNamespace(decode=cfg.decode), tmp_path, cfg.demo)
+    assert sorted(trained) == ["a-s0", "a-s1", "b-s0"]
+    assert sorted(decoded) == ["a-s0__free__test_id.jsonl", "a-s1__free__test_id.jsonl", "b-s0__free__test_id.jsonl"]
