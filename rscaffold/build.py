@@ -255,7 +255,8 @@ def pretrain_records(questions: list[Question], drills: int, seed: int) -> list[
         given = [(d["name"], d["value"]) for d in q.metadata["quantities"] if d["op"] == "given"]
         if not given:
             continue
-        lines = [_lookup(rng, given, fact) for fact in rng.sample(given, len(given))]
+        order = rng.sample(given, len(given))
+        lines = [_lookup(rng, fact, order[i + 1 :]) for i, fact in enumerate(order)]
         lines += [_expression(rng, given) for _ in range(rng.randint(1, 3))]
         docs.append(q.text + "\n" + "\n".join(lines))
     for _ in range(drills):
@@ -264,18 +265,21 @@ def pretrain_records(questions: list[Question], drills: int, seed: int) -> list[
     return [{"id": f"pretrain-{i:06d}", "prompt": "", "completion": doc} for i, doc in enumerate(docs)]
 
 
-def _lookup(rng: random.Random, given: list[tuple[str, int]], fact: tuple[str, int]) -> str:
-    """One look-up of ``fact`` in a random format (the two-fact format needs a second given fact)."""
+def _lookup(rng: random.Random, fact: tuple[str, int], unstated: list[tuple[str, int]]) -> str:
+    """One look-up of ``fact`` in a random format. The two-fact format's other fact is one not stated
+    yet in the document: were it the previous line's, copying that line's value would be right in
+    this format alone, and the base would learn a copying habit for one format only."""
     formats = list(LOOKUP_FORMATS.values())
-    others = [g for g in given if g[0] != fact[0]]
-    template = rng.choice(formats if others else formats[:-1])
-    m, w = rng.choice(others) if others else ("", 0)
+    template = rng.choice(formats if unstated else formats[:-1])
+    m, w = rng.choice(unstated) if unstated else ("", 0)
     return template.format(n=fact[0], v=fact[1], m=m, w=w)
 
 
 def _expression(rng: random.Random, given: list[tuple[str, int]]) -> str:
-    """``J + 8 = 10 + 8 = 18`` or ``Here J has 10 and M has 2, so J * M = 10 * 2 = 20`` over the given
-    facts (results stay >= 0)."""
+    """``J + 8 = 10 + 8 = 18``, or the same after restating its operands in a look-up format drawn
+    uniformly (``Here J has 10 and M has 2, so J * M = 10 * 2 = 20``, ``J = 10 and M = 2, so ...``), over
+    the given facts (results stay >= 0). Every format restates equally often, so none is more often
+    than the others a repeat of a value already written."""
     (x, a), op = rng.choice(given), rng.choice("+-*/")
     named = len(given) > 1 and rng.random() < 0.5
     if named:
@@ -289,8 +293,12 @@ def _expression(rng: random.Random, given: list[tuple[str, int]]) -> str:
     equation = f"{x} {op} {y} = {a} {op} {b} = {value}"
     if rng.random() < 0.5:
         return equation
-    restated = f"{x} has {a} and {y} has {b}" if named else f"{x} has {a}"
-    return f"Here {restated}, so {equation}"
+    single = [t for t in LOOKUP_FORMATS.values() if "{m}" not in t]
+    template = rng.choice(single)
+    restated = template.format(n=x, v=a)
+    if named:
+        restated += " and " + template.removeprefix("Here ").format(n=y, v=b)
+    return f"{restated}, so {equation}"
 
 
 def _drill(rng: random.Random) -> str:
