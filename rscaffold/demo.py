@@ -242,7 +242,8 @@ def _decode(cfg: Any, run: Path, demo: DemoConfig) -> None:
     seeds = {s.name: s.seeds or demo.seeds for s in demo.students}
     for seed in demo.seeds:
         for v in demo.variants:
-            if seed not in seeds.get(v.student, demo.seeds):
+            needs = [v.student] + ([v.predictor] if v.predictor else [])
+            if any(seed not in seeds.get(name, demo.seeds) for name in needs):
                 continue
             for split in v.splits or demo.splits:
                 out = run / "decoded" / f"{v.student}-s{seed}__{v.name}__{split}.jsonl"

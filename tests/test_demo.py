@@ -141,10 +141,13 @@ def test_a_student_trains_only_for_its_own_seeds_and_its_variants_follow(tmp_pat
         "seeds": [0, 1],
         "students": [{"name": "a", "recipe": "scaffold"}, {"name": "b", "recipe": "cot-sft", "seeds": [0]}],
         "variants": [{"name": "free", "student": "a", "splits": ["test_id"]},
-                     {"name": "free", "student": "b", "splits": ["test_id"]}],
+                     {"name": "free", "student": "b", "splits": ["test_id"]},
+                     {"name": "gen", "student": "a", "predictor": "b", "source": "predictor-generative",
+                      "splits": ["test_id"]}],
     }})  # fmt: skip
     monkeypatch.setattr(demo, "_say", lambda message: None)
     demo._train(cfg, tmp_path, cfg.demo)
     demo._decode(SimpleNamespace(decode=cfg.decode), tmp_path, cfg.demo)
     assert sorted(trained) == ["a-s0", "a-s1", "b-s0"]
-    assert sorted(decoded) == ["a-s0__free__test_id.jsonl", "a-s1__free__test_id.jsonl", "b-s0__free__test_id.jsonl"]
+    # a's seed 1 has no predictor b to decode with
+    assert sorted(decoded) == [f"{r}__test_id.jsonl" for r in ("a-s0__free", "a-s0__gen", "a-s1__free", "b-s0__free")]
