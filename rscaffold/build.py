@@ -1,4 +1,4 @@
-"""Stage 4: training sets from labelled traces (METHOD.md sections 3 and 4).
+"""The build stage: training sets from labelled traces (METHOD.md sections 3 and 4).
 
 ``rscaffold build --run-dir R`` reads ``R/labelled.jsonl`` and writes ``R/build/``:
 
@@ -24,7 +24,6 @@ Records are text, not tokens: the tokenizer belongs to the student (``rscaffold.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import random
@@ -32,48 +31,18 @@ import statistics
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from rscaffold import runs
+from rscaffold.base_models import base_tokenizer
+from rscaffold.config import BuildConfig, Config, TestbedConfig
 from rscaffold.schema import InputError, Question, Trace, atomic_writer, read_jsonl
 from rscaffold.signals import TITLES, Signal
 
 log = logging.getLogger(__name__)
 
-SIGNAL_TEXT = "[{title}] "
 """The signal-as-text ablation writes this prefix before every step (and trains on it)."""
 SETS = ("proposer", "predictor", "cot", "long", "answer", "oracle_cot")
-
-
-class BuildConfig(BaseModel):
-    """How labelled traces become training sets."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prompt_template: str = Field(
-        "Question: {question}\nThinking:\n", description="The student's prompt; {question} is the question text."
-    )
-    predictor_query: str = Field(
-        "Next signal:", description="Appended to the context of a generative predictor's input."
-    )
-    signal_source: Literal["label", "true"] = Field(
-        "label", description="label: the labelling stage's signals; true: the testbed's true signals (oracle)."
-    )
-    unlabelled: Literal["fallback", "drop"] = Field(
-        "fallback", description="Steps with no signal: give them fallback_signal, or drop their trace."
-    )
-    fallback_signal: str = Field("reasoning", description="Signal of unlabelled steps when unlabelled=fallback.")
-    pretrain_questions: int = Field(
-        0, ge=0, description="Testbed questions (fresh seed) for pretrain.jsonl; 0 writes no pretrain set."
-    )
-    pretrain_drills: int = Field(2000, ge=0, description="Arithmetic drill documents in pretrain.jsonl.")
-    pretrain_seed: int = Field(1000, description="Added to run.seed for the pretrain questions and drills.")
-    pruned_contexts: bool = Field(
-        False,
-        description="Also write proposer_pruned.jsonl: the proposer records plus one per finished stage whose "
-        "context keeps only the conclusions (the scaffold-pruned recipe trains on it).",
-    )
 
 
 def format_prompt(question: str, cfg: BuildConfig) -> str:
@@ -312,7 +281,7 @@ def _drill(rng: random.Random) -> str:
     return f"{a} {op} {b} = {value}"
 
 
-def pretrain_questions(testbed_cfg: Any, count: int, seed: int, exclude: set[str]) -> list[Question]:
+def pretrain_questions(testbed_cfg: TestbedConfig, count: int, seed: int, exclude: set[str]) -> list[Question]:
     """Fresh testbed training questions (another seed) whose texts are not in ``exclude``."""
     from rscaffold.testbed.problems import make_splits
 
@@ -344,8 +313,13 @@ def answer_tokens(texts: list[str], tokenizer: Any) -> dict[str, int]:
     return {"p50": at(0.5), "p95": at(0.95), "p99": at(0.99), "max": lengths[-1]}
 
 
-def run(
-    inp: Path, out_dir: Path, cfg: BuildConfig, testbed_cfg: Any = None, seed: int = 0, tokenizer: Any = None
+def build_folder(
+    inp: Path,
+    out_dir: Path,
+    cfg: BuildConfig,
+    testbed_cfg: TestbedConfig | None = None,
+    seed: int = 0,
+    tokenizer: Any = None,
 ) -> dict[str, Any]:
     """Read labelled traces, write every training set and ``stats.json`` into ``out_dir``. With the base
     model's ``tokenizer``, the answers' token lengths are measured too (``stats.json``: answer_tokens)."""
@@ -366,36 +340,15 @@ def run(
     return write_sets(out_dir, sets, {"input": str(inp), **layout, **counts, **measured})
 
 
-def add_build_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``rscaffold build`` beyond --input/--output/--run-dir/--config."""
-    p.add_argument("--signal-source", choices=["label", "true"], help="signals to train with (build.signal_source)")
-    p.add_argument("--pretrain-questions", type=int, help="questions for pretrain.jsonl (build.pretrain_questions)")
-
-
-def cmd_build(args: argparse.Namespace, cfg: Any) -> int:
-    """``rscaffold build``: ``--input labelled.jsonl --output DIR`` or ``--run-dir R`` (R/build/)."""
-    build_cfg = cfg.build.model_copy(
-        update={
-            k: v
-            for k, v in {
-                "signal_source": getattr(args, "signal_source", None),
-                "pretrain_questions": getattr(args, "pretrain_questions", None),
-            }.items()
-            if v is not None
-        }
-    )
-    run_dir = Path(args.run_dir) if getattr(args, "run_dir", None) else None
-    inp = Path(args.input) if getattr(args, "input", None) else (run_dir / "labelled.jsonl" if run_dir else None)
-    out = Path(args.output) if getattr(args, "output", None) else (run_dir / "build" if run_dir else None)
-    if inp is None or out is None:
-        raise InputError("build: give --input labelled.jsonl --output DIR, or --run-dir DIR")
+def run_file(cfg: Config, inp: Path, out: Path) -> dict[str, Any]:
+    """Every training set of the labelled traces in ``inp`` into the folder ``out``, and the answers'
+    token lengths under the base model's tokenizer."""
     if not inp.exists():
-        raise InputError(f"{inp}: not found; run `rscaffold label` first")
-    from rscaffold.base_models import base_tokenizer
+        raise InputError(f"{inp}: not found")
+    return build_folder(inp, out, cfg.build, cfg.testbed, cfg.run.seed, base_tokenizer(cfg.model))
 
-    stats = run(inp, out, build_cfg, cfg.testbed, cfg.run.seed, base_tokenizer(cfg.model))
-    print(f"build: wrote {out}", flush=True)
-    print(json.dumps({name: s["records"] for name, s in stats["sets"].items()}))
-    if "answer_tokens" in stats:
-        print(f"answer tokens ({cfg.model.base} tokenizer): {json.dumps(stats['answer_tokens'])}")
-    return 0
+
+def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
+    """The build stage in a run folder: ``labelled.jsonl`` -> ``build/``."""
+    inp = runs.require(runs.labelled(run_dir), "label", run_dir)
+    return run_file(cfg, inp, runs.build_dir(run_dir))

@@ -1,7 +1,8 @@
 """The `rscaffold` command: one subcommand per stage, `run` to chain them, `demo` to show them.
 
-Every stage takes ``--input FILE --output FILE`` or ``--run-dir DIR``; ``--config FILE`` and
-trailing ``KEY=VALUE`` overrides set the config (``rscaffold label --run-dir r label.lexicon=extended``).
+Every stage takes ``--input FILE --output FILE`` (a file in, a file out) or ``--run-dir DIR`` (the
+stage of the pipeline in a run folder); ``--config FILE`` and ``KEY=VALUE`` overrides, anywhere on the
+line, set the config (``rscaffold label --run-dir r label.lexicon=extended``).
 """
 
 from __future__ import annotations
@@ -10,354 +11,413 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from rscaffold import (
-    build,
-    cache,
-    decode,
-    evaluate,
-    generate,
-    import_traces,
-    label,
-    label_report,
-    labeller,
-    recipes,
-    report,
-    segment,
-    serve,
-    stats,
-)
-from rscaffold.config import Config, load_config, shipped_config
-from rscaffold.judge import add_judge_arguments, load_judge_config
-from rscaffold.probe import add_probe_arguments, cmd_probe
-from rscaffold.runs import ARTIFACTS, record_stage, stage_paths
-from rscaffold.schema import InputError, Question, Trace, atomic_writer, read_jsonl, write_jsonl
-from rscaffold.teachers.openai_compat import add_generate_api_arguments
-from rscaffold.testbed.problems import write_splits
+from rscaffold import build, generate, import_traces, label, pipeline, runs, segment, stats
+from rscaffold.config import RECIPES, SOURCES, Config, load_config, shipped_config
+from rscaffold.schema import InputError
 
-T = TypeVar("T")
 log = logging.getLogger("rscaffold")
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)*=")
 
 
-def progress(items: Iterable[T], desc: str) -> Iterator[T]:
-    """A progress bar on an interactive terminal, nothing otherwise."""
-    from tqdm import tqdm
-
-    return iter(tqdm(items, desc=desc, unit=" rec", disable=not sys.stderr.isatty(), leave=False))
+# -- config ---------------------------------------------------------------------------------------
 
 
-def _testbed(cfg: Config, inp: Path | None, out: Path) -> dict[str, Any]:
-    return {"splits": write_splits(cfg.testbed, cfg.run.seed, out)}
+def _config(args: argparse.Namespace, shortcuts: dict[str, Any] | None = None) -> Config:
+    """The config file, then the command's own options (``--tau`` -> ``decode.tau``), then ``KEY=VALUE``."""
+    given = [f"{k}={json.dumps(v)}" for k, v in (shortcuts or {}).items()]
+    return load_config(args.config, [*given, *args.overrides])
 
 
-def _generate(cfg: Config, inp: Path | None, out: Path) -> dict[str, Any]:
-    counts: Counter[str] = Counter()
-    report: dict[str, Any] = {}
-    # API teachers draw their own progress bar (with failures and ETA); the scripted one needs ours.
-    questions = read_jsonl(inp, Question)
-    questions = progress(questions, "generate") if cfg.generate.teacher == "scripted" else questions
-    write_jsonl(out, generate.run(questions, cfg.generate, cfg.run.seed, counts, report))
-    failures = out.with_name(out.name + ".failures.jsonl")
-    if report.get("failures"):
-        with atomic_writer(failures) as f:
-            f.writelines(json.dumps(item) + "\n" for item in report["failures"])
-        print(f"generate: {len(report['failures'])} items failed; reasons in {failures}", file=sys.stderr)
-    return {"teacher": cfg.generate.teacher, **counts, **({"ledger": report["ledger"]} if "ledger" in report else {})}
+def _label_shortcuts(args: argparse.Namespace) -> dict[str, Any]:
+    from rscaffold.label import POLICIES
+
+    out: dict[str, Any] = dict(POLICIES[args.policy]) if args.policy else {}
+    if args.lexicon:
+        out["label.lexicon"] = args.lexicon
+    if args.learned:
+        out["label.learned"] = None if args.learned == "none" else args.learned
+    if args.judge is not None:
+        out["label.judge"] = True
+    return out
 
 
-def _import(cfg: Config, inp: Path | None, out: Path) -> dict[str, Any]:
-    source = inp or cfg.import_.path
-    if source is None:
-        raise InputError("import needs a trace file: --input FILE or import.path=FILE")
-    return {"traces": write_jsonl(out, progress(import_traces.run(source, cfg.import_), "import"))}
+def _given(**keys: Any) -> dict[str, Any]:
+    """Dotted keys (``run__seed`` -> ``run.seed``) of the options that were given."""
+    return {k.replace("__", "."): v for k, v in keys.items() if v is not None}
 
 
-def _segment(cfg: Config, inp: Path | None, out: Path) -> dict[str, Any]:
-    return {"traces": write_jsonl(out, segment.run(progress(read_jsonl(inp, Trace), "segment")))}
-
-
-def _label(cfg: Config, inp: Path | None, out: Path) -> dict[str, Any]:
-    return label.run_stage(cfg.label, inp, out, judge_cfg=cfg.judge, progress=progress)
-
-
-def _stats(cfg: Config, inp: Path | None, out: Path | None) -> dict[str, Any]:
-    summary = stats.compute(progress(read_jsonl(inp, Trace), "stats"))
-    if out is not None:
-        with atomic_writer(out) as f:
-            json.dump(summary, f, indent=2)
-    return summary
-
-
-STAGES: dict[str, Callable[[Config, Path | None, Path], dict[str, Any]]] = {
-    "testbed": _testbed,
-    "generate": _generate,
-    "import": _import,
-    "segment": _segment,
-    "label": _label,
-    "stats": _stats,
+SHORTCUTS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "testbed": lambda a: _given(run__seed=a.seed),
+    "generate": lambda a: _given(run__seed=a.seed, generate__teacher=a.teacher, generate__api__retry_failed=a.retry),
+    "import": lambda a: {"import.format": a.format} if a.format else {},
+    "label": _label_shortcuts,
+    "build": lambda a: _given(build__signal_source=a.signal_source, build__pretrain_questions=a.pretrain_questions),
+    "train": lambda a: _given(train__recipe=a.recipe),
+    "decode": lambda a: _given(decode__signal_source=a.source, decode__tau=a.tau),
 }
-_BRIEF = (
-    "traces",
-    "kept",
-    "dropped_wrong",
-    "failed",
-    "ledger",
-    "splits",
-    "keyword_coverage",
-    "label_coverage",
-    "lexicon_version",
-)
 
 
-def _brief(summary: dict[str, Any]) -> dict[str, Any]:
-    """The few keys of a stage's summary worth a line on the terminal and in the manifest."""
-    return {k: summary[k] for k in _BRIEF if k in summary}
+# -- stages ---------------------------------------------------------------------------------------
+
+FILE_RUNNERS: dict[str, Callable[[Config, Path | None, Path], dict[str, Any]]] = {
+    "generate": generate.run_file,
+    "import": import_traces.run_file,
+    "segment": segment.run_file,
+    "label": label.run_file,
+    "stats": stats.run_file,
+    "build": build.run_file,
+}
+FILE_ONLY = {
+    "train": ("recipe", "resume"),
+    "decode": ("student", "source", "tau", "predictor", "golden", "train_traces"),
+}
+"""Options of the file form only: a run folder takes them from ``experiment.*``."""
 
 
-def run_stage(stage: str, cfg: Config, run_dir: Path) -> dict[str, Any]:
-    """Run one stage inside a run folder and record it in the manifest."""
-    inp, out = stage_paths(run_dir, stage, cfg)
-    started = time.perf_counter()
-    summary = STAGES[stage](cfg, inp, out)
-    brief = _brief(summary)
-    record_stage(run_dir, cfg, stage, {**brief, "seconds": round(time.perf_counter() - started, 2)})
-    return summary
+def _file_stage(stage: str, cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
+    """One stage from ``--input`` to ``--output``."""
+    inp, out = args.input, args.output
+    needs_input = stage not in ("testbed", "import")
+    if (out is None and stage != "stats") or (needs_input and inp is None):
+        what = (
+            "--output DIR" if stage == "testbed" else ("--input FILE --output FILE" if needs_input else "--output FILE")
+        )
+        raise InputError(f"{stage}: give {what}, or --run-dir DIR")
+    if inp is not None and not inp.exists():
+        raise InputError(f"{inp}: not found")
+    if stage == "testbed":
+        from rscaffold.testbed.problems import write_splits
 
+        return {"splits": write_splits(cfg.testbed, cfg.run.seed, out)}
+    if stage == "train":
+        from rscaffold.train import train
 
-def _config(args: argparse.Namespace, shortcuts: dict[str, Any]) -> Config:
-    overrides = [f"{k}={v}" for k, v in shortcuts.items() if v is not None] + list(args.overrides)
-    return load_config(args.config, overrides)
+        summary = train(cfg.train, cfg.model, inp, out, resume=args.resume)
+        return {k: summary[k] for k in ("recipe", "steps", "seconds", "tokens_per_s", "final")}
+    if stage == "decode":
+        if args.student is None:
+            raise InputError("decode: give --student DIR --input FILE --output FILE, or --run-dir DIR")
+        from rscaffold.decode import decode_file
 
-
-def _stage_command(stage: str, args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
-    if args.run_dir is not None:
-        summary = run_stage(stage, cfg, Path(args.run_dir))
-        print(f"{stage}: wrote {Path(args.run_dir) / ARTIFACTS[stage][1]}", file=sys.stderr)
-        return summary
-    if args.output is None or (args.input is None and stage not in ("testbed", "import")):
-        raise InputError(f"{stage}: give --input FILE --output FILE, or --run-dir DIR")
-    summary = STAGES[stage](cfg, args.input, args.output)
-    print(f"{stage}: wrote {args.output}", file=sys.stderr)
-    return summary
+        extras = {"golden": args.golden, "train_traces": args.train_traces, "predictor": args.predictor}
+        return decode_file(cfg.decode, args.student, inp, out, {**extras, "prompt_template": cfg.build.prompt_template})
+    return FILE_RUNNERS[stage](cfg, inp, out)
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
-    shortcuts = {
-        "run.seed": getattr(args, "seed", None),
-        "generate.teacher": getattr(args, "teacher", None),
-        "generate.api.retry_failed": getattr(args, "retry_failed", None) or None,
-        **(label.label_overrides(args) if args.command == "label" else {}),
-        "label.judge": "true" if getattr(args, "judge", None) is not None else None,
-        "import.format": getattr(args, "format", None),
-    }
-    stage = "testbed" if args.command == "testbed" else args.command
-    cfg = _config(args, shortcuts)
-    if getattr(args, "judge", None):  # --judge CONFIG: the judge's settings from their own file
+    stage = args.command
+    cfg = _config(args, SHORTCUTS.get(stage, lambda _: {})(args))
+    if stage == "label" and args.judge:  # --judge CONFIG: the judge's settings from their own file
+        from rscaffold.label.judge import load_judge_config
+
         cfg = cfg.model_copy(update={"judge": load_judge_config(args.judge, cfg.judge)})
-    summary = _stage_command(stage, args, cfg)
-    brief = _brief(summary)
-    print(json.dumps(brief))
+    if args.run_dir is None:
+        summary = _file_stage(stage, cfg, args)
+        where = args.output
+    else:
+        given = [f"--{o}" for o in ("input", "output") if getattr(args, o, None) is not None]
+        given += [f"--{o.replace('_', '-')}" for o in FILE_ONLY.get(stage, ()) if getattr(args, o, None)]
+        if given:
+            raise InputError(f"{stage}: {', '.join(given)} cannot go with --run-dir (a run folder has its own files)")
+        summary = pipeline.run_stage(stage, cfg, Path(args.run_dir))
+        where = args.run_dir
+    if where is not None:
+        print(f"{stage}: wrote {where}", file=sys.stderr)
+    if stage == "stats":
+        print(json.dumps(summary) if args.json else stats.format_summary(summary))
+    elif stage == "report":
+        _print_report(summary)
+    elif stage == "build":
+        print(json.dumps({name: s["records"] for name, s in summary["sets"].items()}))
+    else:
+        print(json.dumps(summary if args.run_dir is None else pipeline.brief(summary) or summary, default=str))
     return 0
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    cfg = _config(args, {})
-    if args.run_dir is not None:
-        summary = run_stage("stats", cfg, Path(args.run_dir))
-    else:
-        path = args.file or args.input
-        if path is None:
-            raise InputError("stats: give a trace FILE, --input FILE, or --run-dir DIR")
-        summary = _stats(cfg, path, args.output)
-    print(json.dumps(summary) if args.json else stats.format_summary(summary))
+    if args.file is not None:
+        args.input = args.input or args.file
+    return cmd_stage(args)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    if args.predictions is not None:
+        from rscaffold.evaluate import score_predictions, write_scored
+
+        if args.run_dir is not None:
+            raise InputError("evaluate: --predictions cannot go with --run-dir")
+        if not args.benchmark or args.output is None:
+            raise InputError("evaluate --predictions needs --benchmark NAME and --output FILE")
+        summary, scored = score_predictions(args.predictions, args.benchmark, cfg.evaluate)
+        write_scored(args.output, scored)
+        print(json.dumps(summary, indent=2))
+        return 0
+    if args.run_dir is None:
+        raise InputError("evaluate: give --run-dir DIR, or --benchmark NAME --predictions FILE --output FILE")
+    results = pipeline.run_stage("evaluate", cfg, Path(args.run_dir))
+    for e in results["entries"]:
+        p = e["pass@1_strict"]
+        print(
+            f"{e['student']:<22} {e['variant']:<16} {e['benchmark']}/{e['split']:<14} n={e['n']:<5} "
+            f"pass@1 {p['mean']:.3f} [{p['lo']:.3f}, {p['hi']:.3f}]  flexible {e['pass@1_flexible']['mean']:.3f}"
+        )
+    print(f"evaluate: wrote {runs.results(Path(args.run_dir))}", file=sys.stderr)
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    run_dirs = [Path(d) for d in args.run_dirs]
+    if len(run_dirs) == 1 and args.output is None:  # the report stage of one run: headline and page
+        _print_report(pipeline.run_stage("report", cfg, run_dirs[0]))
+        return 0
+    from rscaffold.report import write_report
+
+    page = write_report(run_dirs, Path(args.output or runs.report_dir(run_dirs[0])), cfg.report)
+    print(page)
+    return 0
+
+
+def _print_report(h: dict[str, Any]) -> None:
+    from rscaffold.report.headline import format_headline
+
+    print(format_headline(h))
+    if h.get("probe"):
+        from rscaffold.probe import format_probe
+
+        print(format_probe(h["probe"]))
+    print(f"report: {h['page']}")
+
+
 def cmd_run(args: argparse.Namespace, cfg: Config | None = None) -> int:
-    cfg = cfg or _config(args, {})
+    """``rscaffold run``: the stages of ``run.stages`` in one run folder (``rscaffold.pipeline``)."""
+    cfg = cfg or _config(args)
     run_dir = Path(args.run_dir or cfg.run.dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
-    summary: dict[str, Any] = {}
-    for stage in cfg.run.stages:
-        started = time.perf_counter()
-        summary = run_stage(stage, cfg, run_dir)
-        brief = _brief(summary)
-        print(f"[{stage}] {time.perf_counter() - started:.1f}s {json.dumps(brief)}", file=sys.stderr)
-    if cfg.run.stages and cfg.run.stages[-1] == "stats":
-        print(stats.format_summary(summary))
-    print(f"run folder: {run_dir}")
+    started = time.perf_counter()
+    summaries = pipeline.run_pipeline(cfg, run_dir)
+    if "report" in summaries:
+        _print_report(summaries["report"])
+    elif cfg.run.stages and cfg.run.stages[-1] == "stats" and "stats" in summaries:
+        print(stats.format_summary(summaries["stats"]))
+    print(f"run folder: {run_dir} ({time.perf_counter() - started:.0f}s)")
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """``rscaffold demo [--config C] [--run-dir R]``: the whole experiment (rscaffold.demo); with
+    """``rscaffold demo``: ``rscaffold run`` with the demo config (the whole experiment offline); with
     ``--data-only``, only the data stages (testbed to stats)."""
-    from rscaffold.demo import run_demo
-
     args.config = args.config or shipped_config("demo")
-    cfg = _config(args, {})
-    args.run_dir = args.run_dir or cfg.run.dir or "runs/demo"
+    cfg = _config(args)
     if args.data_only:
-        return cmd_run(args, cfg)
-    run_demo(cfg, Path(args.run_dir))
-    return 0
+        data = [s for s in cfg.run.stages if s in ("testbed", "generate", "import", "segment", "label", "stats")]
+        cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"stages": data})})
+    args.run_dir = args.run_dir or cfg.run.dir or "runs/demo"
+    return cmd_run(args, cfg)
 
 
-def _with_config(
-    command: Callable[[argparse.Namespace, Config], int],
-    shortcuts: Callable[[argparse.Namespace], dict[str, Any]] | None = None,
-) -> Callable[[argparse.Namespace], int]:
-    """Adapt a stage module's ``cmd_*(args, cfg)`` to the parser: load the config, then run.
-
-    ``shortcuts`` turns the command's own options into dotted overrides (``--tau`` -> ``decode.tau``).
-    """
-
-    def run(args: argparse.Namespace) -> int:
-        if args.command == "report":
-            report.split_overrides(args)
-        cfg = _config(args, shortcuts(args) if shortcuts else {})
-        started = time.perf_counter()
-        code = command(args, cfg)
-        if code == 0 and getattr(args, "run_dir", None):
-            record_stage(Path(args.run_dir), cfg, args.command, {"seconds": round(time.perf_counter() - started, 2)})
-        return code
-
-    return run
+def _with_config(command: Callable[[argparse.Namespace, Config], int]) -> Callable[[argparse.Namespace], int]:
+    """A module's ``cmd_*(args, cfg)`` with the config loaded."""
+    return lambda args: command(args, _config(args))
 
 
-def _train(args: argparse.Namespace, cfg: Config) -> int:
-    from rscaffold.train import cmd_train  # PyTorch loads only when a student trains
+def _probe(args: argparse.Namespace) -> int:
+    from rscaffold.probe import cmd_probe
 
-    return cmd_train(args, cfg)
+    return cmd_probe(args)
 
 
-def _io_options(p: argparse.ArgumentParser, needs_input: bool = True) -> None:
+def _serve(args: argparse.Namespace, cfg: Config) -> int:
+    from rscaffold.serve import cmd_serve
+
+    return cmd_serve(args, cfg)
+
+
+# -- the parser -----------------------------------------------------------------------------------
+
+
+def _io(p: argparse.ArgumentParser, needs_input: bool = True) -> None:
     if needs_input:
         p.add_argument("--input", type=Path, help="input file")
-    p.add_argument("--output", type=Path, help="output file")
-    p.add_argument("--run-dir", help="run folder: read the previous stage's artifact there, write this one's")
-    _config_options(p)
+    p.add_argument("--output", type=Path, help="output file (a folder for testbed, build, train)")
+    p.add_argument("--run-dir", help="run folder: the pipeline's stage there (reads the previous artifact)")
+    _config_option(p)
 
 
-def _config_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML file of config deltas (or a shipped name: demo)")
-    p.add_argument(
-        "overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides, e.g. label.lexicon=extended"
-    )
+def _config_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML file of config deltas (or a shipped name: demo, experiment, gpu)")
+    p.set_defaults(overrides=[])
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rscaffold", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _stage_parsers(sub: Any) -> None:
+    from rscaffold.generate import TEACHERS
+    from rscaffold.label import POLICIES
+    from rscaffold.signals import LEXICONS
 
     tb = sub.add_parser("testbed", help="make the embedded testbed's question splits")
-    tb_sub = tb.add_subparsers(dest="action", required=True, metavar="ACTION")
-    make = tb_sub.add_parser("make", help="write one questions JSONL per split")
-    make.add_argument("--out", dest="output", type=Path, help="output folder")
-    make.add_argument("--seed", type=int, help="seed (run.seed)")
-    _io_options(make, needs_input=False)
-    make.set_defaults(func=cmd_stage, input=None)
+    tb.add_argument("action", nargs="?", metavar="make", help="(optional, for older scripts) make the splits")
+    tb.add_argument("--out", dest="output", type=Path, help="output folder")
+    tb.add_argument("--seed", type=int, help="seed (run.seed)")
+    _io(tb, needs_input=False)
+    tb.set_defaults(func=cmd_stage, input=None)
 
     gen = sub.add_parser("generate", help="ask a teacher for thinking traces")
-    gen.add_argument("--teacher", choices=sorted(generate.TEACHERS), help="teacher backend (generate.teacher)")
+    gen.add_argument("--teacher", choices=sorted(TEACHERS), help="teacher backend (generate.teacher)")
     gen.add_argument("--seed", type=int, help="seed (run.seed)")
-    add_generate_api_arguments(gen)
-    _io_options(gen)
+    gen.add_argument("--retry-failed", dest="retry", action="store_const", const=True, help="ask failed items again")
+    _io(gen)
     gen.set_defaults(func=cmd_stage)
 
     imp = sub.add_parser("import", help="read existing trace files (JSONL or Parquet) into traces")
     imp.add_argument("--format", choices=["auto", "shared", "think", "split"], help="record shape (import.format)")
-    _io_options(imp)
+    _io(imp)
     imp.set_defaults(func=cmd_stage)
 
     seg = sub.add_parser("segment", help="split each trace into steps on blank lines")
-    _io_options(seg)
+    _io(seg)
     seg.set_defaults(func=cmd_stage)
 
     lab = sub.add_parser("label", help="label each step with a signal: keywords, then judge and/or learned labeller")
-    label.add_label_arguments(lab)
-    add_judge_arguments(lab)
-    _io_options(lab)
+    lab.add_argument("--lexicon", help=f"keyword lexicon: {', '.join(LEXICONS)} or a TSV path (label.lexicon)")
+    lab.add_argument("--learned", metavar="MODEL", help="learned labeller: default, a folder, or none (label.learned)")
+    lab.add_argument(
+        "--policy", choices=sorted(POLICIES), help="which stages label: keywords, then judge and/or learned"
+    )
+    lab.add_argument("--judge", nargs="?", const="", metavar="CONFIG", help="label stage 2 with an LLM judge; CONFIG: "
+                     "YAML of judge settings (or a config with a judge: section)")  # fmt: skip
+    _io(lab)
     lab.set_defaults(func=cmd_stage)
-
-    lrep = sub.add_parser("label-report", help="coverage, distributions, agreement (kappa) and accuracy of labels")
-    label_report.add_label_report_arguments(lrep)
-    lrep.set_defaults(func=label_report.cmd_label_report)
-
-    lab_m = sub.add_parser("labeller", help="the learned labeller")
-    lab_sub = lab_m.add_subparsers(dest="action", required=True, metavar="ACTION")
-    lab_train = lab_sub.add_parser("train", help="train a learned labeller (distant supervision from keywords)")
-    labeller.add_train_labeller_arguments(lab_train)
-    lab_train.set_defaults(func=labeller.cmd_train_labeller)
 
     st = sub.add_parser("stats", help="steps, keyword coverage, signal distribution and transitions")
     st.add_argument("file", nargs="?", type=Path, help="labelled (or segmented) trace file")
     st.add_argument("--json", action="store_true", help="print one JSON object")
-    _io_options(st)
+    _io(st)
     st.set_defaults(func=cmd_stats)
 
     bld = sub.add_parser("build", help="training sets from labelled traces: proposer, predictor, baselines")
-    build.add_build_arguments(bld)
-    _io_options(bld)
-    bld.set_defaults(func=_with_config(build.cmd_build))
+    bld.add_argument("--signal-source", choices=["label", "true"], help="signals to train with (build.signal_source)")
+    bld.add_argument("--pretrain-questions", type=int, help="questions for pretrain.jsonl (build.pretrain_questions)")
+    _io(bld)
+    bld.set_defaults(func=cmd_stage)
 
-    trn = sub.add_parser("train", help="train a student: scaffold, predictor, cot-sft, long-sft, answer-sft, pretrain")
-    recipes.add_train_arguments(trn)
-    _io_options(trn)
-    trn.set_defaults(func=_with_config(_train))
+    trn = sub.add_parser("train", help="train students: a run's experiment.students, or one recipe from files")
+    trn.add_argument("--recipe", choices=sorted(RECIPES), help="what to train (train.recipe; file form)")
+    trn.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
+    _io(trn)
+    trn.set_defaults(func=cmd_stage)
 
-    dec = sub.add_parser("decode", help="signal-guided decoding of questions by a trained student")
-    decode.add_decode_arguments(dec)
-    _config_options(dec)
-    dec.set_defaults(func=_with_config(decode.cmd_decode, decode.overrides))
+    dec = sub.add_parser("decode", help="signal-guided decoding: a run's experiment.variants, or one student")
+    dec.add_argument("--student", type=Path, help="trained student folder, or a base model (smollm2, a hub id, a "
+                     "plain folder) decoded untrained with build.prompt_template")  # fmt: skip
+    dec.add_argument("--source", choices=SOURCES, help="signal source (decode.signal_source)")
+    dec.add_argument("--tau", type=float, help="gate threshold (decode.tau)")
+    dec.add_argument("--predictor", type=Path, help="generative predictor folder (recipe predictor)")
+    dec.add_argument("--golden", type=Path, help="labelled teacher traces of the questions (golden signals)")
+    dec.add_argument("--train-traces", type=Path, help="labelled training traces (random signals)")
+    _io(dec)
+    dec.set_defaults(func=cmd_stage)
 
-    ev = sub.add_parser("evaluate", help="score decoded outputs (results.json) or a predictions file")
-    evaluate.add_evaluate_arguments(ev)
-    _config_options(ev)
-    ev.set_defaults(func=_with_config(evaluate.cmd_evaluate))
+    ev = sub.add_parser("evaluate", help="score a run's decoded files, or a predictions (or decoded) file")
+    ev.add_argument("--run-dir", help="run folder: score every decoded file, write results.json and scored/")
+    ev.add_argument("--benchmark", help="benchmark of --predictions (testbed, gsm8k, ...)")
+    ev.add_argument("--predictions", type=Path, help="JSONL with id, prediction, gold; or decode's output")
+    ev.add_argument("--output", type=Path, help="scored records of --predictions, one per line")
+    _config_option(ev)
+    ev.set_defaults(func=cmd_evaluate)
 
-    rep = sub.add_parser("report", help="an HTML report (tables, plots, trace viewer) of evaluated runs")
-    report.add_report_arguments(rep)
-    _config_options(rep)
-    rep.set_defaults(func=_with_config(report.cmd_report))
+    rep = sub.add_parser("report", help="the headline and an HTML report of one run, or the page of several")
+    rep.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders evaluated before")
+    rep.add_argument("--output", type=Path, help="report folder (several runs; default: the first run's report/)")
+    _config_option(rep)
+    rep.set_defaults(func=cmd_report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rscaffold.label.learned import add_train_labeller_arguments, cmd_train_labeller
+    from rscaffold.label.quality import add_label_report_arguments, cmd_label_report
+    from rscaffold.probe import add_probe_arguments
+    from rscaffold.serve import add_serve_arguments
+    from rscaffold.teachers.cache import add_cache_arguments, cmd_cache
+
+    parser = argparse.ArgumentParser(prog="rscaffold", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _stage_parsers(sub)
+
+    lrep = sub.add_parser("label-report", help="coverage, distributions, agreement (kappa) and accuracy of labels")
+    add_label_report_arguments(lrep)
+    lrep.set_defaults(func=cmd_label_report)
+
+    lab_m = sub.add_parser("labeller", help="the learned labeller")
+    lab_sub = lab_m.add_subparsers(dest="action", required=True, metavar="ACTION")
+    lab_train = lab_sub.add_parser("train", help="train a learned labeller (distant supervision from keywords)")
+    add_train_labeller_arguments(lab_train)
+    lab_train.set_defaults(func=cmd_train_labeller)
 
     srv = sub.add_parser("serve", help="an OpenAI-compatible server: scripted teacher and judge, local HF models")
-    serve.add_serve_arguments(srv)
-    _config_options(srv)
-    srv.set_defaults(func=_with_config(serve.cmd_serve))
+    add_serve_arguments(srv)
+    _config_option(srv)
+    srv.set_defaults(func=_with_config(_serve))
 
     cch = sub.add_parser("cache", help="the response cache of teachers and judges: stats, export, prune")
-    cache.add_cache_arguments(cch)
-    _config_options(cch)
-    cch.set_defaults(func=_with_config(cache.cmd_cache))
+    add_cache_arguments(cch)
+    _config_option(cch)
+    cch.set_defaults(func=_with_config(lambda args, cfg: cmd_cache(args, cfg.cache)))
 
     prb = sub.add_parser("probe", help="a base model's look-up accuracy per format (N =, N has, Here N has, ...)")
     add_probe_arguments(prb)
-    prb.set_defaults(func=cmd_probe)
+    prb.set_defaults(func=_probe)
 
-    run = sub.add_parser("run", help="chain the stages of run.stages in one run folder")
+    run = sub.add_parser("run", help="chain the stages of run.stages (testbed to report) in one run folder")
     run.add_argument("--run-dir", help="run folder (default run.dir, else runs/<time>)")
-    _config_options(run)
+    _config_option(run)
     run.set_defaults(func=cmd_run)
 
-    demo = sub.add_parser(
-        "demo", help="the whole experiment offline: data, build, train every recipe, decode, evaluate, report"
-    )
+    demo = sub.add_parser("demo", help="`rscaffold run` with the demo config: the whole experiment offline")
     demo.add_argument("--run-dir", help="run folder (default run.dir of the config, else runs/demo)")
     demo.add_argument("--data-only", action="store_true", help="only the data stages (testbed to stats)")
-    _config_options(demo)
+    _config_option(demo)
     demo.set_defaults(func=cmd_demo)
     return parser
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Arguments, with ``KEY=VALUE`` overrides taken from anywhere on the line."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    overrides = [a for a in rest if _OVERRIDE.match(a)]
+    unknown = [a for a in rest if not _OVERRIDE.match(a)]
+    for name in ("run_dirs",):  # positionals may have swallowed overrides
+        if getattr(args, name, None):
+            overrides += [a for a in getattr(args, name) if _OVERRIDE.match(a) and not Path(a).exists()]
+            setattr(args, name, [a for a in getattr(args, name) if a not in overrides])
+            if not getattr(args, name):
+                parser.error(f"{args.command}: give at least one RUN_DIR")
+    if getattr(args, "file", None) is not None and _OVERRIDE.match(str(args.file)) and not args.file.exists():
+        overrides.insert(0, str(args.file))
+        args.file = None
+    if args.command == "testbed" and args.action not in (None, "make"):
+        if not _OVERRIDE.match(args.action):
+            parser.error(f"testbed: unknown action {args.action!r} (the only one is make)")
+        overrides.insert(0, args.action)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if hasattr(args, "overrides"):
+        args.overrides = overrides
+    elif overrides:
+        parser.error(f"{args.command} takes no KEY=VALUE overrides: {' '.join(overrides)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(sys.argv[1:] if argv is None else argv)
     if not sys.stderr.isatty():  # before transformers loads: no per-load bars in logs (read once at import)
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     logging.basicConfig(

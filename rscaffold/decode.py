@@ -1,131 +1,310 @@
-"""Stage 6: signal-guided decoding (METHOD.md section 5): its config and the ``rscaffold decode``
-command. The loop itself is :class:`rscaffold.decoder.Decoder`; it is imported only when decoding
-runs, so that reading a config does not load PyTorch.
+"""The decode stage: signal-guided decoding (METHOD.md section 5), the loop of ``rscaffold decode``.
+
+For each question: predict the next signal, stop and answer when the predictor's confidence (its
+probability of that signal among the seven, for the head and the generative predictor alike: see
+:mod:`rscaffold.signal_sources`) is below tau (the gate), otherwise write one step under that
+signal up to the step boundary (a blank line), and repeat; the answer is written under Response
+Generation. The thinking is bounded by ``max_steps`` and ``max_tokens``, the answer by its own
+budget. A step that writes ``###Answer:`` becomes the answer from there; one that ends the text
+(eos) is the answer.
+
+A signal-as-text student (no SEL) is guided by text: the decoder feeds the signal's prefix
+(``[Conclusion and Summary]``) before each step and the answer, as its training text has it, and its
+own prediction of the next signal is its LM's likelihood of each of the seven prefixes.
+
+Speed comes from three choices. Questions are decoded in batches with one KV cache, extended token by
+token; nothing is re-read, except a conclusion that pruning moved to a new place. Each row moves on
+its own: when its step ends, it picks its next signal at once, while the others go on writing. And the
+signal embedding costs nothing at decode time: the proposer's last hidden state is final-normed, so
+``lm_head(h + e_s) = lm_head(h) + lm_head(e_s)``, a per-signal bias over the vocabulary (METHOD.md
+section 4) that is computed once.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
-import sys
+import itertools
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+import torch
 
-from rscaffold.schema import InputError, Question, Step, Trace, read_jsonl, write_jsonl
-
-if TYPE_CHECKING:
-    from rscaffold.kvbatch import Student
-    from rscaffold.signal_sources import GenerativePredictor, SignalSource
-
-BOUNDARY = "\n\n"
-ANSWER_MARK = "###Answer:"
-"""What starts the answer in the students' training text (``###Answer: \\boxed{...}``)."""
-DEFAULT_ANSWER_BUDGET = 256
-"""Answer tokens of a student whose training answers were not measured."""
-SOURCES = ("predictor-head", "predictor-generative", "golden", "random", "none")
-
-
-class DecodeConfig(BaseModel):
-    """How decode chooses signals, when it stops, and how much it may write."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    signal_source: Literal[SOURCES] = Field(  # type: ignore[valid-type]
-        "predictor-head", description="Where step signals come from: " + ", ".join(SOURCES) + "."
-    )
-    tau: float = Field(0.96, ge=0, le=1, description="Gate: answer when the predictor's confidence is below tau.")
-    prune: bool = Field(False, description="Keep only the Conclusion steps of finished stages in the context.")
-    max_steps: int = Field(24, ge=0, description="Steps before the answer is forced.")
-    max_step_tokens: int = Field(96, ge=1, description="Tokens of one step before it is cut.")
-    max_answer_tokens: int | None = Field(
-        None,
-        ge=1,
-        description="Tokens of a guided answer (counted from its start, or from ###Answer: inside a step) before "
-        "it is cut; None: the student's own, from its training answers (see answer_budget).",
-    )
-    max_tokens: int = Field(
-        1024, ge=1, description="Tokens of thinking per question before the answer is forced (free decoding: all)."
-    )
-    batch_size: int = Field(8, ge=1, description="Questions decoded together.")
-    temperature: float = Field(0.0, ge=0, description="0 is greedy; above 0 samples.")
-    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass when sampling.")
-    seed: int = Field(0, description="Seed of sampling and of random signals.")
-    students: list[str] = Field(["scaffold"], description="Run folder: the students/<name> folders to decode.")
-    splits: list[str] = Field(["test_id"], description="Run folder: the testbed splits to decode.")
-    device: str = Field("auto", description="auto (a GPU when there is one), cpu, cuda, ...")
+from rscaffold import runs
+from rscaffold.config import Config, DecodeConfig, ExperimentVariant
+from rscaffold.kvbatch import Batch, Row
+from rscaffold.model import DEFAULT_ANSWER_BUDGET, Student, load_student, student_from_folder
+from rscaffold.schema import ANSWER_MARK, BOUNDARY, Decoded, InputError, Question, Step, Trace, read_jsonl, write_jsonl
+from rscaffold.segment import segment_text
+from rscaffold.signal_sources import (
+    GenerativePredictor,
+    GoldenSignals,
+    HeadPredictor,
+    NoSignals,
+    SignalSource,
+    golden_sequences,
+    random_source,
+)
+from rscaffold.signals import Signal
 
 
-def student_from_folder(path: str | Path, device: str | None = None, prompt_template: str | None = None) -> Student:
-    """A trained student folder (``rscaffold train``) as decoding needs it.
-
-    A path without ``rscaffold_student.json`` (a base name such as ``smollm2``, a hub id, a plain
-    Hugging Face folder) is the untrained base model, the paper's "Original" row: see :func:`base_student`.
-    """
-    from rscaffold.build import SIGNAL_TEXT
-    from rscaffold.kvbatch import Student
-    from rscaffold.model import META_FILE, load_student
-
-    if not (Path(path) / META_FILE).is_file():
-        return base_student(str(path), device, prompt_template)
-    model, tokenizer, meta = load_student(path, device)
-    template = meta.get("prompt_template") or "{question}"
-    prefix = meta.get("signal_text", SIGNAL_TEXT) if meta.get("signal_as_text") else None
-    return Student(
-        lm=model.base_lm(),
-        tokenizer=tokenizer,
-        prompt=lambda question: template.format(question=question),
-        signal_head=model.signal_head,
-        signal_bias=model.signal_bias() if model.signal_embedding is not None else None,
-        method=meta.get("recipe", Path(path).name),
-        add_bos=bool(meta.get("add_bos", False)),
-        signal_prefix=prefix,
-        answer_budget=answer_budget(meta),
-    )
+def _sample(logits: torch.Tensor, cfg: DecodeConfig, gen: torch.Generator) -> list[int]:
+    if cfg.temperature == 0:
+        return logits.argmax(-1).tolist()
+    probs = (logits.float() / cfg.temperature).softmax(-1)
+    if cfg.top_p < 1:
+        sorted_p, order = probs.sort(-1, descending=True)
+        cut = sorted_p.cumsum(-1) - sorted_p > cfg.top_p
+        probs = probs.scatter(-1, order, sorted_p.masked_fill(cut, 0))
+    return torch.multinomial(probs, 1, generator=gen).squeeze(-1).tolist()
 
 
-def answer_budget(meta: dict[str, Any]) -> int:
-    """A student's answer budget when ``decode.max_answer_tokens`` is None: 1.5 times the 99th
-    percentile of its training answers' token lengths (``answer_tokens`` in rscaffold_student.json,
-    written by training), at least 64; :data:`DEFAULT_ANSWER_BUDGET` when they were not measured."""
-    p99 = meta.get("answer_tokens", {}).get("p99")
-    return DEFAULT_ANSWER_BUDGET if p99 is None else max(64, math.ceil(1.5 * p99))
+class Decoder:
+    """Decodes questions in batches with one signal source; see the module docstring."""
+
+    def __init__(
+        self,
+        student: Student,
+        source: SignalSource,
+        cfg: DecodeConfig,
+        on_step: Callable[[Question, Step], None] | None = None,
+        golden: dict[str, list[Signal | None]] | None = None,
+    ):
+        """``on_step`` is called with each step as soon as it is written (for streaming); ``golden``
+        (the teacher's signals per question), when given, is copied into each output for the signal
+        metrics of evaluate."""
+        self.student, self.source, self.cfg, self.on_step, self.golden = student, source, cfg, on_step, golden
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        tok = student.tokenizer
+        self.eos = tok.eos_token_id
+        pieces = [tok.decode([i]) for i in range(len(tok))]
+        self.newline = {i for i, piece in enumerate(pieces) if "\n" in piece}
+        self.mark_end = {i for i, piece in enumerate(pieces) if ANSWER_MARK[-1] in piece}
+        free = source.name == "none"
+        self.bias = None if free else student.signal_bias
+        self.prefixes = {} if free else _prefixes(student)
+        template = student.signal_prefix or ""
+        # The student writes the prefix's trailing space itself ("[Title]" + " Now", as training tokenised it).
+        self.space = template[len(template.rstrip()) :]
+        self.answer_budget = cfg.max_answer_tokens or student.answer_budget or DEFAULT_ANSWER_BUDGET
+
+    @torch.no_grad()
+    def __call__(self, questions: Iterable[Question]) -> Iterator[Decoded]:
+        """Decoded outputs in the order of ``questions``. The batch is refilled as rows finish
+        (continuous batching), so it stays full until the questions run out."""
+        pending = enumerate(questions)
+        batch: Batch | None = None
+        finished: dict[int, Decoded] = {}
+        next_out = 0
+        while True:
+            batch = self._refill(batch, pending)
+            if batch is None or not batch.rows:
+                break
+            for row in self._advance(batch):
+                finished[row.index] = self._output(row)
+            while next_out in finished:
+                yield finished.pop(next_out)
+                next_out += 1
+        yield from (finished[i] for i in sorted(finished))
+
+    def _refill(self, batch: Batch | None, pending: Iterator[tuple[int, Question]]) -> Batch | None:
+        """Let new questions join as soon as a row is free."""
+        free = self.cfg.batch_size - (len(batch.rows) if batch else 0)
+        if free == 0:
+            return batch
+        rows = [self._row(i, q) for i, q in itertools.islice(pending, free)]
+        if not rows:
+            return batch
+        if batch is None:
+            batch, joined = Batch(self.student, rows), list(range(len(rows)))
+        else:
+            joined = batch.add(rows)
+        self._decide(batch, joined)
+        return batch
+
+    def _row(self, index: int, q: Question) -> Row:
+        return Row(q, self.student.encode(self.student.prompt(q.text)), index=index)
+
+    def _advance(self, batch: Batch) -> list[Row]:
+        """One token for every row (the student's, or the next of a signal prefix); then finish answers,
+        close steps and choose the next signals. Returns the rows that finished (and left the batch)."""
+        tokens, ends = [], []
+        for row, tok in zip(batch.rows, _sample(self._logits(batch), self.cfg, self.gen), strict=True):
+            if row.pending:  # fed into the context, not written by the student
+                tokens.append(row.pending.pop(0))
+                ends.append(None)
+            else:
+                tokens.append(tok)
+                ends.append(self._segment_end(row, tok))
+        done = [row for row, end in zip(batch.rows, ends, strict=True) if end == "answer"]
+        if done:
+            keep = [i for i, end in enumerate(ends) if end != "answer"]
+            batch.keep(keep)
+            tokens, ends = [tokens[i] for i in keep], [ends[i] for i in keep]
+        if batch.rows:
+            batch.step(tokens)
+            closed = [i for i, end in enumerate(ends) if end == "step"]
+            if closed:
+                self._close_steps(batch, closed)
+                self._decide(batch, closed)
+        return done
+
+    def _logits(self, batch: Batch) -> torch.Tensor:
+        logits = self.student.lm.lm_head(batch.hidden)
+        if self.bias is not None:
+            signals = torch.tensor([int(r.signal) for r in batch.rows], device=logits.device)
+            logits = logits + self.bias[signals].to(logits.dtype)
+        return logits
+
+    def _segment_end(self, row: Row, tok: int) -> str | None:
+        """Add ``tok`` to the row's segment; 'answer' or 'step' when that ends the segment."""
+        row.segment.append(tok)
+        row.tokens += 1
+        if row.answering:
+            return self._answer_end(row, tok)
+        if tok == self.eos:  # the student ends inside a step: what it wrote is its answer
+            row.answer, row.stop_reason = self._text(row), "eos"
+            return "answer"
+        # Only a token that holds the mark's last character can complete it, and the mark then lies in
+        # the last len(ANSWER_MARK) tokens at most: the check costs little.
+        if tok in self.mark_end and ANSWER_MARK in self.student.tokenizer.decode(row.segment[-len(ANSWER_MARK) :]):
+            self._start_answer(row, "answer_in_step")  # the step so far is the start of the answer
+            return None
+        boundary = tok in self.newline and BOUNDARY in self.student.tokenizer.decode(row.segment)
+        if boundary or len(row.segment) >= self.cfg.max_step_tokens or row.tokens >= self.cfg.max_tokens:
+            return "step"
+        return None
+
+    def _answer_end(self, row: Row, tok: int) -> str | None:
+        """'answer' when ``tok`` ends the answer: eos, or its budget. Free decoding writes its whole
+        output as one segment, so max_tokens bounds it; a guided answer has its own budget, however
+        many tokens the thinking took."""
+        if self.source.name == "none":
+            full = row.tokens >= self.cfg.max_tokens
+        else:
+            full = row.tokens - row.answer_from >= self.answer_budget
+        if tok != self.eos and not full:
+            return None
+        self._finish_answer(row, self._text(row))
+        row.stop_reason = row.stop_reason or ("eos" if tok == self.eos else "max_tokens")
+        return "answer"
+
+    def _text(self, row: Row) -> str:
+        """The text the row wrote in its segment (without the signal prefix and the space after it)."""
+        text = self.student.tokenizer.decode(row.segment, skip_special_tokens=True)
+        return text.removeprefix(self.space) if row.prefix else text
+
+    def _finish_answer(self, row: Row, text: str) -> None:
+        """The answer; free decoding's output is cut on blank lines into steps (no signal) and the
+        answer (the last fragment), as segmentation cuts a teacher's trace."""
+        if self.source.name != "none":
+            row.answer = text
+            return
+        *steps, last = segment_text(text) or [Step(text=text)]
+        row.steps = [Step(text=s.text, sep=s.sep) for s in steps]
+        row.answer = last.text
+
+    def _close_steps(self, batch: Batch, closed: list[int]) -> None:
+        for i in closed:
+            row = batch.rows[i]
+            text = self._text(row).split(BOUNDARY)[0]
+            row.steps.append(Step(text=text, sep=BOUNDARY, signal=row.signal, confidence=row.confidence))
+            row.step_tokens.append(row.prefix + row.segment)
+            if self.on_step is not None:
+                self.on_step(row.question, row.steps[-1])
+            if self.cfg.prune and row.signal is Signal.CONCLUSION:
+                # The stage is finished: only its conclusion stays. The prompt and the earlier
+                # conclusions are unchanged, so only this step is encoded again, at its new place.
+                earlier = [
+                    ids
+                    for s, ids in zip(row.steps[:-1], row.step_tokens[:-1], strict=True)
+                    if s.signal is Signal.CONCLUSION
+                ]
+                batch.shorten(i, row.prompt_len + sum(map(len, earlier)), row.step_tokens[-1])
+
+    def _decide(self, batch: Batch, which: list[int]) -> None:
+        """The next signal of rows ``which``: a step under it, or the answer; its prefix, if any, is fed next."""
+        rows = [batch.rows[i] for i in which]
+        for row, (signal, conf) in zip(rows, self.source.choose(rows, self._signal_logits(batch, which)), strict=True):
+            row.segment, row.confidence = [], conf
+            if self.source.name == "none":  # free decoding: one segment, the whole output
+                self._start_answer(row, "")
+            elif (reason := self._stop(row, signal, conf)) is not None:
+                self._start_answer(row, reason)
+            else:
+                row.signal = signal
+            row.prefix = self.prefixes.get(row.signal, [])
+            row.pending = list(row.prefix)
+
+    def _signal_logits(self, batch: Batch, which: list[int]) -> torch.Tensor | None:
+        """The student's own prediction for the head predictor: its signal head, or for a signal-as-text
+        student its LM's log-likelihood of each signal's prefix (softmax: the normalised probability)."""
+        if self.source.name != "predictor-head":
+            return None
+        if self.student.signal_head is not None:
+            return self.student.signal_head(batch.hidden[which])
+        return batch.score(which, [self.prefixes[s] for s in Signal]) if self.prefixes else None
+
+    def _stop(self, row: Row, signal: Signal, conf: float) -> str | None:
+        """Why the row answers now (the budgets, then the gate), or None: it writes a step under ``signal``."""
+        if len(row.steps) >= self.cfg.max_steps:
+            return "max_steps"
+        if row.tokens >= self.cfg.max_tokens:
+            return "max_tokens"
+        if conf < self.cfg.tau:
+            return "gate"
+        return "response" if signal is Signal.RESPONSE else None
+
+    def _start_answer(self, row: Row, reason: str) -> None:
+        """The row writes its answer from here (under Response Generation when guided); the answer's
+        budget counts from here."""
+        row.answering, row.answer_from, row.stop_reason = True, row.tokens, reason
+        row.signal = None if self.source.name == "none" else Signal.RESPONSE
+
+    def _metadata(self, row: Row) -> dict:
+        meta = {"context_tokens": len(row.context), "step_tokens": [len(t) for t in row.step_tokens]}
+        if self.source.name.startswith("predictor"):
+            meta["tau"] = self.cfg.tau
+        if self.golden is not None and row.question.id in self.golden:
+            meta["golden_signals"] = [s.key if s is not None else None for s in self.golden[row.question.id]]
+        if "choices" in row.question.metadata:
+            meta["choices"] = row.question.metadata["choices"]
+        return meta
+
+    def _output(self, row: Row) -> Decoded:
+        q = row.question
+        return Decoded(
+            question_id=q.id,
+            method=self.student.method,
+            signal_source=self.source.name,
+            benchmark=q.task,
+            split=str(q.metadata.get("split", "")),
+            question=q.text,
+            gold=q.gold,
+            steps=row.steps,
+            answer_text=row.answer,
+            tokens=row.tokens,
+            stop_reason=row.stop_reason,
+            metadata=self._metadata(row),
+        )
 
 
-def base_student(name: str, device: str | None = None, prompt_template: str | None = None) -> Student:
-    """An untrained base model (``model.base`` names: ``smollm2``, ``testbed``, a hub id or a folder) as
-    decoding needs it: no signal layers, so it decodes freely (source none), with the students' prompt
-    template (``build.prompt_template``; its default when None)."""
-    from rscaffold.base_models import ModelConfig, load_base
-    from rscaffold.build import BuildConfig
-    from rscaffold.kvbatch import Student
+def _prefixes(student: Student) -> dict[Signal, list[int]]:
+    """Token ids of each signal's prefix for a signal-as-text student (none for the others), without its
+    trailing space: in training's tokenisation the student's next word carries it (" Now")."""
+    if student.signal_prefix is None:
+        return {}
+    tok = student.tokenizer
+    return {
+        s: tok.encode(student.signal_prefix.format(title=s.title).rstrip(), add_special_tokens=False) for s in Signal
+    }
 
-    template = prompt_template or BuildConfig().prompt_template
-    try:
-        lm, tokenizer, info = load_base(ModelConfig(base=name))
-    except InputError:
-        raise
-    except (OSError, ValueError) as e:  # no such folder or hub id, or tiny (a random model, no tokenizer)
-        raise InputError(
-            f"{name}: neither a trained student folder nor a base model ({type(e).__name__}: {e})"
-        ) from None
-    return Student(
-        lm=lm.to(device or "cpu").eval(),
-        tokenizer=tokenizer,
-        prompt=lambda question: template.format(question=question),
-        method="original",
-        add_bos=bool(info.get("add_bos", False)),
-    )
+
+# -- signal sources, files, the stage -------------------------------------------------------------
 
 
 def predictor_from_folder(path: str | Path, proposer: Student) -> GenerativePredictor:
-    """The generative predictor trained by ``rscaffold train --recipe predictor``."""
-    from rscaffold.kvbatch import Student
-    from rscaffold.model import load_student
-    from rscaffold.signal_sources import GenerativePredictor
-
+    """The generative predictor trained with ``train.recipe=predictor``."""
     model, tokenizer, meta = load_student(path)
     query_line = meta.get("predictor_query", "Next signal:")
     student = Student(lm=model.base_lm(), tokenizer=tokenizer, prompt=proposer.prompt, add_bos=proposer.add_bos)
@@ -140,8 +319,6 @@ def make_source(
     cfg: DecodeConfig, student: Student, golden: dict | None, train_traces: Path | None, predictor: str | Path | None
 ) -> SignalSource:
     """The signal source named by ``cfg.signal_source``, with what it needs or a clear error."""
-    from rscaffold.signal_sources import GoldenSignals, HeadPredictor, NoSignals, random_source
-
     name = cfg.signal_source
     if name == "predictor-head":
         if student.signal_head is None and student.signal_prefix is None:
@@ -153,7 +330,8 @@ def make_source(
     if name == "predictor-generative":
         if predictor is None:
             raise InputError(
-                "decode.signal_source=predictor-generative needs --predictor DIR (rscaffold train --recipe predictor)"
+                "decode.signal_source=predictor-generative needs --predictor DIR "
+                "(a student trained with train.recipe=predictor)"
             )
         return predictor_from_folder(predictor, student)
     if name == "golden":
@@ -172,94 +350,83 @@ def make_source(
 def _device(cfg: DecodeConfig) -> str:
     if cfg.device != "auto":
         return cfg.device
-    import torch
-
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def decode_file(cfg: DecodeConfig, student_dir: Path, questions: Path, output: Path, extras: dict[str, Any]) -> dict:
     """Decode one questions file with one student; returns counts for the manifest."""
-    from tqdm import tqdm
-
-    from rscaffold.decoder import Decoder
-    from rscaffold.signal_sources import NoSignals, golden_sequences
-
     student = student_from_folder(student_dir, _device(cfg), extras.get("prompt_template"))
     golden = golden_sequences(read_jsonl(extras["golden"], Trace)) if extras.get("golden") else None
     source = None if student.follows_signals else NoSignals()
     source = source or make_source(cfg, student, golden, extras.get("train_traces"), extras.get("predictor"))
     decoder = Decoder(student, source, cfg, golden=golden)
-    items = tqdm(read_jsonl(questions, Question), desc=f"decode {student.method}", disable=not sys.stderr.isatty())
+    items = runs.progress(read_jsonl(questions, Question), f"decode {student.method}")
     n = write_jsonl(output, decoder(items))
     return {"student": student.method, "signal_source": source.name, "questions": n, "output": str(output)}
 
 
-def add_decode_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``rscaffold decode`` (config options and KEY=VALUE overrides are added by the CLI)."""
-    p.add_argument(
-        "--student",
-        type=Path,
-        help="trained student folder (rscaffold train); a base model (smollm2, a hub id, a folder without "
-        "rscaffold_student.json) decodes untrained with build.prompt_template (the Original row)",
-    )
-    p.add_argument("--input", type=Path, help="questions JSONL")
-    p.add_argument("--output", type=Path, help="decoded JSONL")
-    p.add_argument("--run-dir", help="run folder: decode students/<decode.students> on testbed/<decode.splits>")
-    p.add_argument("--source", choices=SOURCES, help="signal source (decode.signal_source)")
-    p.add_argument("--tau", type=float, help="gate threshold (decode.tau)")
-    p.add_argument("--predictor", type=Path, help="generative predictor folder (rscaffold train --recipe predictor)")
-    p.add_argument("--golden", type=Path, help="labelled teacher traces of the questions (golden signals)")
-    p.add_argument("--train-traces", type=Path, help="labelled training traces (random signals)")
+def golden_traces(cfg: Config, run_dir: Path, split: str) -> Path:
+    """Labelled teacher traces of a test split (unfiltered: golden decoding needs every question),
+    made once through the same generate, segment and label stages as the training traces."""
+    from rscaffold import generate, label, segment
+
+    out = runs.golden(run_dir, split)
+    if out.exists():
+        return out
+    started = time.perf_counter()
+    unfiltered = cfg.model_copy(update={"generate": cfg.generate.model_copy(update={"filter_wrong": False})})
+    traces, segmented = out.with_suffix(".traces.jsonl"), out.with_suffix(".segmented.jsonl")
+    generate.run_file(unfiltered, runs.questions(run_dir, split), traces)
+    segment.run_file(cfg, traces, segmented)
+    label.run_file(cfg, segmented, out)
+    traces.unlink()
+    segmented.unlink()
+    runs.say(f"golden {split}: {time.perf_counter() - started:.1f}s -> {out}")
+    return out
 
 
-def overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The shortcut options as dotted config overrides."""
-    return {"decode.signal_source": args.source, "decode.tau": args.tau}
+def _questions(run_dir: Path, split: str, limit: int | None) -> Path:
+    questions = runs.require(runs.questions(run_dir, split), "testbed", run_dir)
+    if not limit:
+        return questions
+    subset = runs.subset(run_dir, split, limit)
+    if not subset.exists():
+        write_jsonl(subset, itertools.islice(read_jsonl(questions, Question), limit))
+    return subset
 
 
-def cmd_decode(args: argparse.Namespace, cfg: Any) -> int:
-    """``rscaffold decode``: one student on one questions file, or every student and split of a run."""
-    dcfg: DecodeConfig = cfg.decode
-    extras = {"golden": args.golden, "train_traces": args.train_traces, "predictor": args.predictor}
-    build_cfg = getattr(cfg, "build", None)  # an untrained base model is prompted like the students
-    extras["prompt_template"] = build_cfg.prompt_template if build_cfg is not None else None
-    if args.run_dir is None:
-        if args.student is None or args.input is None or args.output is None:
-            raise InputError("decode: give --student DIR --input FILE --output FILE, or --run-dir DIR")
-        print(json.dumps(decode_file(dcfg, args.student, args.input, args.output, extras)))
-        return 0
-    run = Path(args.run_dir)
-    for name in dcfg.students:
-        for split in dcfg.splits:
-            print(json.dumps(decode_run_split(dcfg, run, name, split, extras)))
-    return 0
+def _variant_config(cfg: DecodeConfig, v: ExperimentVariant, seed: int) -> DecodeConfig:
+    update: dict[str, Any] = {"signal_source": v.source, "prune": v.prune, "seed": seed, **v.decode}
+    if v.tau is not None:
+        update["tau"] = v.tau
+    return DecodeConfig.model_validate({**cfg.model_dump(), **update})
 
 
-def decode_run_split(cfg: DecodeConfig, run: Path, name: str, split: str, extras: dict[str, Any]) -> dict:
-    """Decode students/<name> on testbed/<split>.jsonl of a run folder into decoded/."""
-    student_dir, questions = run / "students" / name, run / "testbed" / f"{split}.jsonl"
-    for path, stage in [(student_dir, "train"), (questions, "testbed")]:
-        if not path.exists():
-            raise InputError(f"{path}: not found; run `rscaffold {stage} --run-dir {run}` first")
-    extras = {
-        "golden": extras.get("golden") or _existing(run / "golden" / f"{split}.jsonl"),
-        "train_traces": extras.get("train_traces") or _existing(run / "labelled.jsonl"),
-        "predictor": extras.get("predictor") or _existing(run / "students" / "predictor"),
-        "prompt_template": extras.get("prompt_template"),
-    }
-    source = cfg.signal_source if _follows_signals(student_dir) else "none"
-    output = run / "decoded" / f"{name}__{source}__{split}.jsonl"
-    return decode_file(cfg, student_dir, questions, output, extras)
-
-
-def _follows_signals(student_dir: Path) -> bool:
-    """:attr:`Student.follows_signals` from the folder's meta alone (decode_file decodes the others freely)."""
-    from rscaffold.model import META_FILE
-
-    meta_file = student_dir / META_FILE
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-    return bool(meta.get("signal_embedding") or meta.get("signal_as_text"))
-
-
-def _existing(path: Path) -> Path | None:
-    return path if path.exists() else None
+def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
+    """The decode stage in a run folder: every variant of ``experiment.variants`` for every seed its
+    student (and predictor) was trained for, on its splits, into ``decoded/``; a file already there is kept."""
+    exp = cfg.experiment
+    seeds = {s.name: s.seeds or exp.seeds for s in exp.students}
+    written = 0
+    for seed in exp.seeds:
+        for v in exp.variants:
+            needs = [v.student] + ([v.predictor] if v.predictor else [])
+            if any(seed not in seeds.get(name, exp.seeds) for name in needs):
+                continue
+            for split in v.splits or exp.splits:
+                out = runs.decoded(run_dir, runs.Decoding(v.student, seed, v.name, split))
+                if out.exists():
+                    continue
+                extras = {
+                    "golden": golden_traces(cfg, run_dir, split) if v.source == "golden" else None,
+                    "train_traces": runs.labelled(run_dir),
+                    "predictor": runs.student_dir(run_dir, v.predictor, seed) if v.predictor else None,
+                }
+                student = runs.require(runs.student_dir(run_dir, v.student, seed), "train", run_dir)
+                started = time.perf_counter()
+                decode_file(
+                    _variant_config(cfg.decode, v, seed), student, _questions(run_dir, split, v.limit), out, extras
+                )
+                runs.say(f"decode {out.stem}: {time.perf_counter() - started:.1f}s")
+                written += 1
+    return {"decoded": written}

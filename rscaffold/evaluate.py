@@ -1,7 +1,7 @@
-"""Stage 7, evaluate: extract answers, score them, and measure consistency and signals (METHOD.md section 6).
+"""The evaluate stage: extract answers, score them, and measure consistency and signals (METHOD.md section 6).
 
 Two ways in:
-- ``rscaffold evaluate --run-dir DIR`` scores every ``DIR/decoded/<method>__<signal_source>__<split>.jsonl``
+- ``rscaffold evaluate --run-dir DIR`` scores every ``DIR/decoded/<student>-s<seed>__<variant>__<split>.jsonl``
   (:class:`~rscaffold.schema.Decoded` records) and writes ``DIR/results.json`` (one entry per method,
   signal source, benchmark and split) and ``DIR/scored/<same name>.jsonl`` (one record per question);
 - ``rscaffold evaluate --benchmark NAME --predictions FILE --output FILE`` scores outputs that came from
@@ -10,39 +10,23 @@ Two ways in:
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from rscaffold import metrics
+from rscaffold import metrics, runs
+from rscaffold.answers import EXTRACTIONS, Extraction
 from rscaffold.benchmarks import SPECS
-from rscaffold.extract import EXTRACTIONS, Extraction
+from rscaffold.config import Config, EvaluateConfig
 from rscaffold.schema import Decoded, InputError, Question, atomic_writer, read_json_objects, read_jsonl
 from rscaffold.signals import Signal
 
 log = logging.getLogger(__name__)
 SIGNAL_KEYS = [s.key for s in Signal]
-
-
-class EvaluateConfig(BaseModel):
-    """How answers are scored and how the intervals are drawn."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    primary: Literal["strict", "flexible"] = Field(
-        "strict", description="Which extraction sets the `correct` field of scored records."
-    )
-    bootstrap_samples: int = Field(1000, ge=10, description="Bootstrap resamples for the Pass@1 interval.")
-    ci_level: float = Field(0.95, gt=0, lt=1, description="Coverage of the Pass@1 confidence interval.")
-    seed: int = Field(0, description="Seed of the bootstrap resampling.")
 
 
 # -- scoring one answer ---------------------------------------------------------------------------
@@ -161,7 +145,7 @@ def signal_summary(scored: list[dict[str, Any]]) -> dict[str, Any]:
 
 def load_questions(run_dir: Path, benchmark: str, split: str) -> dict[str, Question]:
     """The questions behind a decoded file, where the run folder has them (``testbed/<split>.jsonl``)."""
-    path = run_dir / "testbed" / f"{split}.jsonl" if benchmark == "testbed" else None
+    path = runs.questions(run_dir, split) if benchmark == "testbed" else None
     if path is None or not path.is_file():
         return {}
     return {q.id: q for q in read_jsonl(path, Question)}
@@ -175,11 +159,12 @@ def evaluate_file(path: Path, run_dir: Path, cfg: EvaluateConfig) -> tuple[dict[
     questions = load_questions(run_dir, first.benchmark, first.split)
     scored = [score_decoded(d, questions.get(d.question_id), ex, cfg.primary) for d in decoded]
     spec = SPECS[first.benchmark]
-    student, variant = [*path.stem.split("__"), "", ""][:2]  # decoded/<student>__<variant>__<split>.jsonl
+    name = runs.Decoding.parse(path.stem)
     entry = {
         "file": path.name,
-        "student": student,
-        "variant": variant,
+        "student": name.student if name else path.stem,
+        "seed": name.seed if name else None,
+        "variant": name.variant if name else "",
         "method": first.method,
         "signal_source": first.signal_source,
         "benchmark": first.benchmark,
@@ -200,23 +185,25 @@ def write_scored(path: Path, records: Iterable[dict[str, Any]]) -> None:
             f.write(json.dumps(record) + "\n")
 
 
-def evaluate_run(run_dir: Path, cfg: EvaluateConfig) -> dict[str, Any]:
-    """Score every decoded file of a run folder; writes ``results.json`` and ``scored/``."""
-    files = sorted((run_dir / "decoded").glob("*.jsonl"))
+def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
+    """The evaluate stage in a run folder: score every ``decoded/*.jsonl``; writes ``results.json`` and ``scored/``."""
+    files = runs.decoded_files(run_dir)
     if not files:
-        raise InputError(f"{run_dir / 'decoded'}: no decoded files; run `rscaffold decode --run-dir {run_dir}` first")
+        raise InputError(
+            f"{runs.decoded_dir(run_dir)}: no decoded files; run `rscaffold decode --run-dir {run_dir}` first"
+        )
     entries = []
     for path in files:
-        entry, scored = evaluate_file(path, run_dir, cfg)
-        write_scored(run_dir / "scored" / path.name, scored)
+        entry, scored = evaluate_file(path, run_dir, cfg.evaluate)
+        write_scored(runs.scored(run_dir, path.name), scored)
         entries.append(entry)
     results = {
         "evaluated": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "config": cfg.model_dump(),
+        "config": cfg.evaluate.model_dump(),
         "extractions": {e.name: e.version for e in EXTRACTIONS.values()},
         "entries": entries,
     }
-    with atomic_writer(run_dir / "results.json") as f:
+    with atomic_writer(runs.results(run_dir)) as f:
         json.dump(results, f, indent=2)
     return results
 
@@ -225,8 +212,11 @@ def evaluate_run(run_dir: Path, cfg: EvaluateConfig) -> dict[str, Any]:
 
 
 def read_predictions(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    """(line, record) of a predictions file; each needs ``id``, ``prediction`` and ``gold``."""
+    """(line, record) of a predictions file; each needs ``id``, ``prediction`` and ``gold``. The output
+    of ``rscaffold decode`` is read as one (``question_id``, ``answer_text``, ``gold``, ``tokens``)."""
     for lineno, obj in read_json_objects(path):
+        if "question_id" in obj and "answer_text" in obj and "prediction" not in obj:
+            obj = {**obj, "id": obj["question_id"], "prediction": obj["answer_text"]}
         for name in ("id", "prediction", "gold"):
             if obj.get(name) is None:
                 raise InputError(f"{path}:{lineno}: field '{name}' missing")
@@ -245,37 +235,3 @@ def score_predictions(path: Path, benchmark: str, cfg: EvaluateConfig) -> tuple[
         scored.append(record | ({"tokens": p["tokens"]} if "tokens" in p else {}))
     summary = {"benchmark": benchmark, "extraction": {"name": ex.name, "version": ex.version}}
     return summary | summarize(scored, cfg), scored
-
-
-# -- command --------------------------------------------------------------------------------------
-
-
-def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``rscaffold evaluate`` (config options and KEY=VALUE overrides are added by the CLI)."""
-    p.add_argument("--run-dir", help="run folder: score every decoded/*.jsonl, write results.json and scored/")
-    p.add_argument("--benchmark", help=f"benchmark of --predictions: {', '.join(SPECS)}")
-    p.add_argument("--predictions", type=Path, help="JSONL with id, prediction, gold (and question)")
-    p.add_argument("--output", type=Path, help="scored records of --predictions, one per line")
-
-
-def cmd_evaluate(args: argparse.Namespace, cfg: Any) -> int:
-    """``rscaffold evaluate``: a run folder, or a predictions file; prints the summary as JSON."""
-    ecfg = getattr(cfg, "evaluate", None) or EvaluateConfig()  # the CLI passes the whole Config
-    if getattr(args, "predictions", None) is not None:
-        if not args.benchmark or args.output is None:
-            raise InputError("evaluate --predictions needs --benchmark NAME and --output FILE")
-        summary, scored = score_predictions(args.predictions, args.benchmark, ecfg)
-        write_scored(args.output, scored)
-        print(json.dumps(summary, indent=2))
-        return 0
-    if getattr(args, "run_dir", None) is None:
-        raise InputError("evaluate: give --run-dir DIR, or --benchmark NAME --predictions FILE --output FILE")
-    results = evaluate_run(Path(args.run_dir), ecfg)
-    for e in results["entries"]:
-        p = e["pass@1_strict"]
-        print(
-            f"{e['method']:<14} {e['signal_source']:<12} {e['benchmark']}/{e['split']:<14} n={e['n']:<5} "
-            f"pass@1 {p['mean']:.3f} [{p['lo']:.3f}, {p['hi']:.3f}]  flexible {e['pass@1_flexible']['mean']:.3f}"
-        )
-    print(f"evaluate: wrote {Path(args.run_dir) / 'results.json'}", file=sys.stderr)
-    return 0

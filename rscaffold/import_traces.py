@@ -1,4 +1,4 @@
-"""Stage 1 (import): read existing trace files into the project's Trace records.
+"""The import stage: read existing trace files into the project's Trace records.
 
 Three record shapes are understood, in JSONL or Parquet:
 - ``shared``: the schema of ../shared/data/traces (``trace``, ``answer_text``, ``question``, ...);
@@ -15,8 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rscaffold.config import ImportConfig
-from rscaffold.schema import InputError, Trace, read_json_objects
+from rscaffold import runs
+from rscaffold.config import Config, ImportConfig
+from rscaffold.runs import progress
+from rscaffold.schema import InputError, Trace, read_json_objects, write_jsonl
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
@@ -132,8 +134,21 @@ def _scalar(obj: dict[str, Any], key: str) -> str | None:
     return None if value is None else str(value)
 
 
-def run(path: str | Path, cfg: ImportConfig) -> Iterator[Trace]:
+def read_traces(path: str | Path, cfg: ImportConfig) -> Iterator[Trace]:
     """Stream the traces of one file."""
     stem = Path(path).stem
     for n, (where, obj) in enumerate(read_records(path), 1):
         yield to_trace(obj, cfg, where, f"{stem}-{n}")
+
+
+def run_file(cfg: Config, inp: Path | None, out: Path) -> dict[str, Any]:
+    """Trace records of ``inp`` (or ``import.path``) into ``out``."""
+    source = inp or cfg.import_.path
+    if source is None:
+        raise InputError("import needs a trace file: --input FILE or import.path=FILE")
+    return {"traces": write_jsonl(out, progress(read_traces(source, cfg.import_), "import"))}
+
+
+def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
+    """The import stage in a run folder: ``import.path`` -> ``traces.jsonl``."""
+    return run_file(cfg, None, runs.traces(run_dir))

@@ -10,51 +10,14 @@ from __future__ import annotations
 
 import inspect
 import types
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from rscaffold.model import Student
 from rscaffold.schema import Question, Step
 from rscaffold.signals import Signal
-
-
-@dataclass
-class Student:
-    """What decoding needs of a trained student.
-
-    ``lm`` is a Hugging Face causal LM with ``.model`` (the backbone, returning final-normed hidden
-    states) and ``.lm_head``; ``signal_head`` maps a hidden state to the C signal logits; ``signal_bias``
-    is ``lm_head(SEL.weight)``, shape (C, vocab). Baselines have neither; a signal-as-text student has
-    ``signal_prefix`` instead.
-    """
-
-    lm: Any
-    tokenizer: Any
-    prompt: Callable[[str], str]
-    """The question text -> the prompt text it was trained with."""
-    signal_head: torch.nn.Module | None = None
-    signal_bias: torch.Tensor | None = None
-    method: str = "scaffold"
-    add_bos: bool = False
-    """Whether training sequences start with the bos token."""
-    signal_prefix: str | None = None
-    """Signal-as-text students: the text written before each step and the answer, ``{title}`` the
-    signal's name (``build.SIGNAL_TEXT``); None for the others."""
-    answer_budget: int | None = None
-    """Tokens of a guided answer when ``decode.max_answer_tokens`` is None (from the training answers;
-    None: ``decode.DEFAULT_ANSWER_BUDGET``)."""
-
-    @property
-    def follows_signals(self) -> bool:
-        """Whether the student writes its steps under signals (an SEL, or signal prefixes)."""
-        return self.signal_bias is not None or self.signal_prefix is not None
-
-    def encode(self, text: str) -> list[int]:
-        """Token ids of a prompt as training laid them out: [bos] then the text alone."""
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
-        return [self.tokenizer.bos_token_id, *ids] if self.add_bos else ids
 
 
 @dataclass

@@ -30,6 +30,9 @@ from __future__ import annotations
 import copy
 import inspect
 import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -37,9 +40,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rscaffold.base_models import ModelConfig
-from rscaffold.signals import TITLES, Signal
-from rscaffold.tokenizer import IGNORE
+from rscaffold.base_models import load_base
+from rscaffold.config import BuildConfig, ModelConfig
+from rscaffold.schema import InputError
+from rscaffold.signals import SIGNAL_TEXT, TITLES, Signal
+from rscaffold.tokenizer import IGNORE, load_tokenizer
 
 SIGNAL_SET = "paper"
 SIGNAL_SET_VERSION = "2509.23619-v2"
@@ -47,6 +52,8 @@ SIGNAL_SET_VERSION = "2509.23619-v2"
 META_FILE = "rscaffold_student.json"
 SIGNAL_FILE = "signal_layers.safetensors"
 FORMAT_VERSION = 1
+DEFAULT_ANSWER_BUDGET = 256
+"""Answer tokens of a student whose training answers were not measured."""
 
 
 class Output(NamedTuple):
@@ -212,9 +219,6 @@ def load_student(path: str | Path, device: str | torch.device | None = None) -> 
     """``(model, tokenizer, meta)`` from a folder written by :func:`save_student`, in eval mode."""
     from safetensors.torch import load_file
 
-    from rscaffold.base_models import load_base
-    from rscaffold.tokenizer import load_tokenizer
-
     path = Path(path)
     meta = json.loads((path / META_FILE).read_text())
     if meta["weights"] == "adapter":
@@ -246,4 +250,98 @@ def model_card(meta: dict[str, Any]) -> str:
         "lm_logits, signal_logits, cache = model(input_ids, signal_ids=..., use_cache=True)\n```\n\n"
         f"Prompt template: `{meta.get('prompt_template', '')!r}`.\n"
         f"Training summary: {json.dumps(meta.get('train', {}))}\n"
+    )
+
+
+# -- the student as decoding sees it --------------------------------------------------------------
+
+
+@dataclass
+class Student:
+    """What decoding needs of a trained student.
+
+    ``lm`` is a Hugging Face causal LM with ``.model`` (the backbone, returning final-normed hidden
+    states) and ``.lm_head``; ``signal_head`` maps a hidden state to the C signal logits; ``signal_bias``
+    is ``lm_head(SEL.weight)``, shape (C, vocab). Baselines have neither; a signal-as-text student has
+    ``signal_prefix`` instead.
+    """
+
+    lm: Any
+    tokenizer: Any
+    prompt: Callable[[str], str]
+    """The question text -> the prompt text it was trained with."""
+    signal_head: torch.nn.Module | None = None
+    signal_bias: torch.Tensor | None = None
+    method: str = "scaffold"
+    add_bos: bool = False
+    """Whether training sequences start with the bos token."""
+    signal_prefix: str | None = None
+    """Signal-as-text students: the text written before each step and the answer, ``{title}`` the
+    signal's name (``signals.SIGNAL_TEXT``); None for the others."""
+    answer_budget: int | None = None
+    """Tokens of a guided answer when ``decode.max_answer_tokens`` is None (from the training answers;
+    None: :data:`DEFAULT_ANSWER_BUDGET`)."""
+
+    @property
+    def follows_signals(self) -> bool:
+        """Whether the student writes its steps under signals (an SEL, or signal prefixes)."""
+        return self.signal_bias is not None or self.signal_prefix is not None
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of a prompt as training laid them out: [bos] then the text alone."""
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        return [self.tokenizer.bos_token_id, *ids] if self.add_bos else ids
+
+
+def student_from_folder(path: str | Path, device: str | None = None, prompt_template: str | None = None) -> Student:
+    """A trained student folder (``rscaffold train``) as decoding needs it.
+
+    A path without ``rscaffold_student.json`` (a base name such as ``smollm2``, a hub id, a plain
+    Hugging Face folder) is the untrained base model, the paper's "Original" row: see :func:`base_student`.
+    """
+    if not (Path(path) / META_FILE).is_file():
+        return base_student(str(path), device, prompt_template)
+    model, tokenizer, meta = load_student(path, device)
+    template = meta.get("prompt_template") or "{question}"
+    prefix = meta.get("signal_text", SIGNAL_TEXT) if meta.get("signal_as_text") else None
+    return Student(
+        lm=model.base_lm(),
+        tokenizer=tokenizer,
+        prompt=lambda question: template.format(question=question),
+        signal_head=model.signal_head,
+        signal_bias=model.signal_bias() if model.signal_embedding is not None else None,
+        method=meta.get("recipe", Path(path).name),
+        add_bos=bool(meta.get("add_bos", False)),
+        signal_prefix=prefix,
+        answer_budget=answer_budget(meta),
+    )
+
+
+def answer_budget(meta: dict[str, Any]) -> int:
+    """A student's answer budget when ``decode.max_answer_tokens`` is None: 1.5 times the 99th
+    percentile of its training answers' token lengths (``answer_tokens`` in rscaffold_student.json,
+    written by training), at least 64; :data:`DEFAULT_ANSWER_BUDGET` when they were not measured."""
+    p99 = meta.get("answer_tokens", {}).get("p99")
+    return DEFAULT_ANSWER_BUDGET if p99 is None else max(64, math.ceil(1.5 * p99))
+
+
+def base_student(name: str, device: str | None = None, prompt_template: str | None = None) -> Student:
+    """An untrained base model (``model.base`` names: ``smollm2``, ``testbed``, a hub id or a folder) as
+    decoding needs it: no signal layers, so it decodes freely (source none), with the students' prompt
+    template (``build.prompt_template``; its default when None)."""
+    template = prompt_template or BuildConfig().prompt_template
+    try:
+        lm, tokenizer, info = load_base(ModelConfig(base=name))
+    except InputError:
+        raise
+    except (OSError, ValueError) as e:  # no such folder or hub id, or tiny (a random model, no tokenizer)
+        raise InputError(
+            f"{name}: neither a trained student folder nor a base model ({type(e).__name__}: {e})"
+        ) from None
+    return Student(
+        lm=lm.to(device or "cpu").eval(),
+        tokenizer=tokenizer,
+        prompt=lambda question: template.format(question=question),
+        method="original",
+        add_bos=bool(info.get("add_bos", False)),
     )

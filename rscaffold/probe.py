@@ -48,7 +48,7 @@ def lookup_probe(student: str | Path, questions: list[Question], seed: int = 0, 
     """Accuracy of ``student`` (a student folder, or a base name such as ``testbed``) per look-up format."""
     import torch
 
-    from rscaffold.decode import student_from_folder
+    from rscaffold.model import student_from_folder
 
     s = student_from_folder(student, "cpu")
     prompts = probe_prompts(questions, seed)

@@ -1,45 +1,140 @@
-"""Run folders: where each stage finds the previous stage's artifact and leaves its own.
+"""The run folder: where every artifact of a run lives, the manifest, and progress lines.
 
-Every stage that writes into a run folder also leaves there the resolved config (``config.yaml``)
-and a manifest (``manifest.json``: package versions, git SHA, and one entry per stage run).
+Every path inside a run folder is made here and nowhere else::
+
+    RUN/config.yaml, manifest.json        the resolved config; versions, git SHA, one entry per stage run
+    RUN/testbed/<split>.jsonl             questions (testbed)
+    RUN/traces.jsonl                      the teacher's traces (generate or import)
+    RUN/segmented.jsonl, labelled.jsonl   steps; steps with signals (segment, label)
+    RUN/stats.json                        signal statistics (stats)
+    RUN/build/                            training sets (build)
+    RUN/golden/<split>.jsonl              labelled teacher traces of a test split (golden signals; decode)
+    RUN/students/<name>-s<seed>/          a trained student (train)
+    RUN/decoded/<student>-s<seed>__<variant>__<split>.jsonl    decoded questions (decode)
+    RUN/scored/<same name>.jsonl, results.json                 scores (evaluate)
+    RUN/headline.json, report/index.html                       the comparisons and the page (report)
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rscaffold.config import Config, dump_config
 from rscaffold.schema import InputError, atomic_writer
 
-ARTIFACTS = {
-    "testbed": (None, "testbed"),
-    "generate": ("testbed/{split}.jsonl", "traces.jsonl"),
-    "import": (None, "traces.jsonl"),
-    "segment": ("traces.jsonl", "segmented.jsonl"),
-    "label": ("segmented.jsonl", "labelled.jsonl"),
-    "stats": ("labelled.jsonl", "stats.json"),
-}
-"""stage -> (what it reads in the run folder, what it writes there)."""
-
+T = TypeVar("T")
 PACKAGES = ("reasoning-scaffold", "pydantic", "pyyaml", "pyarrow", "torch", "transformers", "peft", "accelerate")
 
 
-def stage_paths(run_dir: Path, stage: str, cfg: Config) -> tuple[Path | None, Path]:
-    """The input and output of ``stage`` inside ``run_dir``; the input must exist."""
-    source, target = ARTIFACTS[stage]
-    inp = run_dir / source.format(split=cfg.generate.split) if source else None
-    if inp is not None and not inp.exists():
-        before = [s for s, (_, out) in ARTIFACTS.items() if source.startswith(out)]
-        hint = f"; run `rscaffold {before[0]} --run-dir {run_dir}` first" if before else ""
-        raise InputError(f"{inp}: not found{hint}")
-    return inp, run_dir / target
+def questions(run: Path, split: str) -> Path:
+    return run / "testbed" / f"{split}.jsonl"
+
+
+def testbed_dir(run: Path) -> Path:
+    return run / "testbed"
+
+
+def traces(run: Path) -> Path:
+    return run / "traces.jsonl"
+
+
+def segmented(run: Path) -> Path:
+    return run / "segmented.jsonl"
+
+
+def labelled(run: Path) -> Path:
+    return run / "labelled.jsonl"
+
+
+def stats(run: Path) -> Path:
+    return run / "stats.json"
+
+
+def build_dir(run: Path) -> Path:
+    return run / "build"
+
+
+def golden(run: Path, split: str) -> Path:
+    return run / "golden" / f"{split}.jsonl"
+
+
+def student_dir(run: Path, name: str, seed: int) -> Path:
+    return run / "students" / f"{name}-s{seed}"
+
+
+def subset(run: Path, split: str, limit: int) -> Path:
+    """The first ``limit`` questions of a split, written once and decoded by every variant that asks."""
+    return run / "decoded" / "subsets" / f"{split}-{limit}.jsonl"
+
+
+def decoded_dir(run: Path) -> Path:
+    return run / "decoded"
+
+
+def results(run: Path) -> Path:
+    return run / "results.json"
+
+
+def headline(run: Path) -> Path:
+    return run / "headline.json"
+
+
+def report_dir(run: Path) -> Path:
+    return run / "report"
+
+
+_NAME = re.compile(r"^(?P<student>.+)-s(?P<seed>-?\d+)__(?P<variant>[^_].*?)__(?P<split>[^_].*)$")
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """One decoded file's identity: which student (and training seed), which variant, which split."""
+
+    student: str
+    seed: int
+    variant: str
+    split: str
+
+    @property
+    def row(self) -> str:
+        """The row of the headline: ``<student>__<variant>`` (pooled over seeds)."""
+        return f"{self.student}__{self.variant}"
+
+    @property
+    def stem(self) -> str:
+        return f"{self.student}-s{self.seed}__{self.variant}__{self.split}"
+
+    @classmethod
+    def parse(cls, stem: str) -> Decoding | None:
+        """The identity behind a file name, or None for a file the pipeline did not name."""
+        m = _NAME.match(stem)
+        return cls(m["student"], int(m["seed"]), m["variant"], m["split"]) if m else None
+
+
+def decoded(run: Path, d: Decoding) -> Path:
+    return run / "decoded" / f"{d.stem}.jsonl"
+
+
+def scored(run: Path, d: Decoding | str) -> Path:
+    """The scored records of a decoded file (by identity, or by the decoded file's name)."""
+    return run / "scored" / (f"{d.stem}.jsonl" if isinstance(d, Decoding) else d)
+
+
+def decoded_files(run: Path) -> list[Path]:
+    return sorted((run / "decoded").glob("*.jsonl"))
+
+
+# -- the manifest ---------------------------------------------------------------------------------
 
 
 def versions() -> dict[str, str | None]:
@@ -76,3 +171,25 @@ def record_stage(run_dir: Path, cfg: Config, stage: str, summary: dict[str, Any]
     manifest["stages"].append({"stage": stage, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **summary})
     with atomic_writer(path) as f:
         json.dump(manifest, f, indent=2)
+
+
+def require(path: Path, stage: str, run: Path) -> Path:
+    """``path`` if it exists, else an error that names the command that makes it."""
+    if not path.exists():
+        raise InputError(f"{path}: not found; run `rscaffold {stage} --run-dir {run}` first")
+    return path
+
+
+# -- progress -------------------------------------------------------------------------------------
+
+
+def say(message: str) -> None:
+    """A time-stamped progress line on stderr (a terminal or a log file alike)."""
+    print(f"[rscaffold {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def progress(items: Iterable[T], desc: str) -> Iterator[T]:
+    """A progress bar on an interactive terminal, nothing otherwise."""
+    from tqdm import tqdm
+
+    return iter(tqdm(items, desc=desc, unit=" rec", disable=not sys.stderr.isatty(), leave=False))

@@ -19,6 +19,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 
 from rscaffold.signals import Signal
 
+BOUNDARY = "\n\n"
+"""The end of a step in the students' text (a blank line; METHOD.md section 3, "Segment")."""
+ANSWER_MARK = "###Answer:"
+"""What starts the answer in the students' training text (``###Answer: \\boxed{...}``)."""
+
 SignalField = Annotated[
     Signal,
     BeforeValidator(Signal.parse),

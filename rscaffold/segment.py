@@ -1,4 +1,4 @@
-"""Stage 2: cut each trace into steps (METHOD.md section 3, "Segment").
+"""The segment stage: cut each trace into steps (METHOD.md section 3, "Segment").
 
 The thinking text is split on blank lines; the answer text becomes one final step with signal
 Response Generation. Segmentation is lossless: ``"".join(s.text + s.sep for s in thinking_steps)``
@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
 
-from rscaffold.schema import Step, Trace
+from rscaffold import runs
+from rscaffold.config import Config
+from rscaffold.runs import progress
+from rscaffold.schema import Step, Trace, read_jsonl, write_jsonl
 from rscaffold.signals import Signal
 
 # A maximal run of whitespace holding at least two line breaks ("\r\n" included).
@@ -86,7 +91,17 @@ def segment_trace(trace: Trace) -> Trace:
     return trace.model_copy(update={"steps": steps})
 
 
-def run(traces: Iterable[Trace]) -> Iterator[Trace]:
+def segment_traces(traces: Iterable[Trace]) -> Iterator[Trace]:
     """Segment a stream of traces."""
     for trace in traces:
         yield segment_trace(trace)
+
+
+def run_file(cfg: Config, inp: Path, out: Path) -> dict[str, Any]:
+    return {"traces": write_jsonl(out, segment_traces(progress(read_jsonl(inp, Trace), "segment")))}
+
+
+def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
+    """The segment stage in a run folder: ``traces.jsonl`` -> ``segmented.jsonl``."""
+    inp = runs.require(runs.traces(run_dir), "generate", run_dir)
+    return run_file(cfg, inp, runs.segmented(run_dir))

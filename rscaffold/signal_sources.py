@@ -15,7 +15,8 @@ from typing import Any, Protocol
 
 import torch
 
-from rscaffold.kvbatch import Batch, Row, Student
+from rscaffold.kvbatch import Batch, Row
+from rscaffold.model import Student
 from rscaffold.schema import InputError, Question, Step
 from rscaffold.signals import Signal
 

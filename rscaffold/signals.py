@@ -154,3 +154,7 @@ def parse_lexicon(text: str, source: str) -> Lexicon:
     if not entries:
         raise ValueError(f"{source}: no keywords")
     return Lexicon(name=source, version=version, entries=entries)
+
+
+SIGNAL_TEXT = "[{title}] "
+"""The text a signal-as-text student writes before each step and its answer (``{title}``: the signal's name)."""

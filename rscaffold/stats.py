@@ -7,13 +7,18 @@ reported too.
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from rscaffold.schema import Trace
+from rscaffold import runs
+from rscaffold.config import Config
+from rscaffold.runs import progress
+from rscaffold.schema import Trace, atomic_writer, read_jsonl
 from rscaffold.signals import Signal
 
 NONE = "none"
@@ -137,3 +142,17 @@ def format_summary(s: dict[str, Any]) -> str:
         )
         lines += [f"  {k:<11} {v:.3f}" for k, v in t["accuracy_by_true_signal"].items()]
     return "\n".join(lines)
+
+
+def run_file(cfg: Config, inp: Path, out: Path | None) -> dict[str, Any]:
+    summary = compute(progress(read_jsonl(inp, Trace), "stats"))
+    if out is not None:
+        with atomic_writer(out) as f:
+            json.dump(summary, f, indent=2)
+    return summary
+
+
+def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
+    """The stats stage in a run folder: ``labelled.jsonl`` -> ``stats.json``."""
+    inp = runs.require(runs.labelled(run_dir), "label", run_dir)
+    return run_file(cfg, inp, runs.stats(run_dir))

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from rscaffold.decode import BOUNDARY
+from rscaffold.schema import BOUNDARY
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<bos>", "eos_token": "<eos>"}
 IGNORE = -100

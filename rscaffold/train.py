@@ -1,6 +1,7 @@
-"""Stage 5: train a student on Accelerate (METHOD.md section 4).
+"""The train stage: train a student on Accelerate (METHOD.md section 4).
 
-``rscaffold train --recipe R --run-dir RUN`` reads ``RUN/build/`` and writes ``RUN/students/R/``, a
+``rscaffold train --run-dir RUN`` trains every student of ``experiment.students`` on ``RUN/build/`` into
+``RUN/students/<name>-s<seed>/`` (``--input BUILD --output DIR``: one student with ``train.*``), a
 Hugging Face folder that :func:`rscaffold.model.load_student` loads in one call. Recipes (a plain
 dict, :data:`RECIPES`): ``scaffold`` (the proposer: step tokens + signal head), ``predictor`` (the
 paper's generative signal predictor, initialised from the trained proposer), ``cot-sft``,
@@ -23,7 +24,6 @@ resumed run keeps its total and gets a fresh budget for the rest.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -35,14 +35,29 @@ from typing import Any
 
 import torch
 
-from rscaffold.build import SIGNAL_TEXT, answer_texts, answer_tokens
-from rscaffold.model import ModelConfig, make_student, save_student, student_meta
-from rscaffold.recipes import RECIPES, TrainConfig
+from rscaffold import runs
+from rscaffold.build import answer_texts, answer_tokens
+from rscaffold.config import Config, ModelConfig, TrainConfig
+from rscaffold.model import META_FILE, make_student, save_student, student_meta
 from rscaffold.schema import InputError
-from rscaffold.signals import TITLES, Signal
+from rscaffold.signals import SIGNAL_TEXT, TITLES, Signal
 from rscaffold.tokenizer import BucketBatches, collate, encode_pair, encode_proposer, load_tokenizer
 
 log = logging.getLogger(__name__)
+
+RECIPES: dict[str, dict[str, Any]] = {
+    "scaffold": {"file": "proposer.jsonl", "proposer": True},
+    # The proposer also on pruned contexts (build.pruned_contexts): for summaries-only decoding.
+    "scaffold-pruned": {"file": "proposer_pruned.jsonl", "proposer": True},
+    "predictor": {"file": "predictor.jsonl", "init": "scaffold"},
+    "cot-sft": {"file": "cot.jsonl"},  # the teacher's own post-thinking answer
+    # The equations-only solution from the testbed's hidden graph: a reference row, not a baseline.
+    "oracle-cot": {"file": "oracle_cot.jsonl"},
+    "long-sft": {"file": "long.jsonl"},
+    "answer-sft": {"file": "answer.jsonl"},
+    "pretrain": {"file": "pretrain.jsonl"},
+}
+
 LOG_SECONDS = 30.0  # a progress line this often when stderr is not a terminal
 
 
@@ -74,7 +89,10 @@ def lr_factor(step: int, progress: Progress, cfg: TrainConfig) -> float:
 def load_records(data_dir: Path, recipe: str, cfg: TrainConfig) -> list[dict[str, Any]]:
     path = data_dir / RECIPES[recipe]["file"]
     if not path.exists():
-        raise InputError(f"{path}: not found; run `rscaffold build` first (build.pretrain_questions for pretrain)")
+        hint = " (build.pretrain_questions > 0 writes it)" if recipe == "pretrain" else ""
+        raise InputError(
+            f"{path}: not found; `rscaffold build --input LABELLED.jsonl --output {data_dir}` writes it{hint}"
+        )
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not records:
         raise InputError(f"{path}: no records")
@@ -104,9 +122,12 @@ def load_backbone(recipe: str, model_cfg: ModelConfig, cfg: TrainConfig, records
     from rscaffold.base_models import _pretrained, load_base
 
     if RECIPES[recipe].get("init"):
-        init = Path(cfg.init) if cfg.init else data_dir.parent / "students" / RECIPES[recipe]["init"]
+        first = RECIPES[recipe]["init"]
+        if not cfg.init:
+            raise InputError(f"train.recipe={recipe} starts from a trained {first} student: set train.init=DIR")
+        init = Path(cfg.init)
         if not init.exists():
-            raise InputError(f"{init}: not found; train `--recipe {RECIPES[recipe]['init']}` first or set train.init")
+            raise InputError(f"{init}: not found; train the {first} student first (train.init)")
         return _pretrained(str(init))
     saved = ckpt_dir / "tokenizer"
     if model_cfg.base == "tiny" and saved.exists():
@@ -384,20 +405,41 @@ def _over_budget(accelerator, cfg: TrainConfig, started: float) -> bool:
     return bool(accelerator.reduce(over, "max") > 0)
 
 
-def cmd_train(args: argparse.Namespace, cfg: Any) -> int:
-    """``rscaffold train``: ``--input BUILD_DIR --output STUDENT_DIR`` or ``--run-dir R``
-    (reads R/build/, writes R/students/<recipe>/)."""
-    train_cfg = cfg.train.model_copy(update={"recipe": args.recipe}) if getattr(args, "recipe", None) else cfg.train
-    run_dir = Path(args.run_dir) if getattr(args, "run_dir", None) else None
-    data = Path(args.input) if getattr(args, "input", None) else (run_dir / "build" if run_dir else None)
-    out = (
-        Path(args.output)
-        if getattr(args, "output", None)
-        else (run_dir / "students" / train_cfg.recipe if run_dir else None)
-    )
-    if data is None or out is None:
-        raise InputError("train: give --input BUILD_DIR --output DIR, or --run-dir DIR")
-    summary = train(train_cfg, cfg.model, data, out, resume=getattr(args, "resume", False))
-    print(f"train: wrote {out}", file=sys.stderr)
-    print(json.dumps({k: summary[k] for k in ("recipe", "steps", "seconds", "tokens_per_s", "final")}))
-    return 0
+def _tokens_seen(folder: Path) -> int:
+    """Training tokens an experiment student saw (an equal-token student trains after it)."""
+    meta = folder / META_FILE
+    if not meta.exists():
+        raise InputError(f"{folder}: not trained yet; list the student named by tokens_of before this one")
+    return int(json.loads(meta.read_text(encoding="utf-8"))["train"]["tokens_seen"])
+
+
+def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
+    """The train stage in a run folder: every student of ``experiment.students`` for each of its seeds,
+    with the ``train`` settings unless it overrides them, or as many tokens as another student saw
+    (``tokens_of``), into ``students/<name>-s<seed>/``; a student already trained is kept."""
+    exp = cfg.experiment
+    data = runs.require(runs.build_dir(run_dir), "build", run_dir)
+    trained = 0
+    for seed in exp.seeds:
+        for s in exp.students:
+            if seed not in (s.seeds or exp.seeds):
+                continue
+            out = runs.student_dir(run_dir, s.name, seed)
+            if (out / META_FILE).exists():
+                runs.say(f"train {s.name} seed {seed}: kept {out}")
+                continue
+            tcfg = TrainConfig.model_validate({**cfg.train.model_dump(), "seed": seed, **s.train, "recipe": s.recipe})
+            if s.tokens_of:
+                seen = _tokens_seen(runs.student_dir(run_dir, s.tokens_of, seed))
+                tcfg = tcfg.model_copy(update={"max_tokens": seen})
+            if s.recipe == "predictor":
+                tcfg = tcfg.model_copy(update={"init": str(runs.student_dir(run_dir, s.init or "scaffold", seed))})
+            mcfg = ModelConfig.model_validate({**cfg.model.model_dump(), **s.model})
+            started = time.perf_counter()
+            summary = train(tcfg, mcfg, data, out)
+            runs.say(
+                f"train {s.name} seed {seed}: {summary['steps']} steps, {summary['tokens_per_s']:.0f} tok/s, "
+                f"{time.perf_counter() - started:.0f}s, loss {summary['final'].get('loss', float('nan')):.3f} -> {out}"
+            )
+            trained += 1
+    return {"trained": trained}

@@ -23,7 +23,7 @@ OUT=rscaffold/bases/testbed
 TESTBED="testbed.train=30000 testbed.test_id=500 testbed.test_ood=100 testbed.test_surface=100 testbed.perturbed_groups=10"
 
 # shellcheck disable=SC2086
-"$RS" run --run-dir "$RUN" $TESTBED
+"$RS" run --run-dir "$RUN" $TESTBED "run.stages=[testbed, generate, segment, label, stats]"
 # shellcheck disable=SC2086
 "$RS" build --run-dir "$RUN" $TESTBED build.pretrain_questions=20000 build.pretrain_drills=4000
 "$RS" train --input "$RUN/build" --output "$RUN/students/pretrain" --recipe pretrain train.max_steps="$STEPS"

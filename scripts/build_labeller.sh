@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Build the shipped learned labeller (rscaffold/labellers/default) from the shared real traces and the
+# Build the shipped learned labeller (rscaffold/label/labellers/default) from the shared real traces and the
 # testbed: distant supervision from the extended lexicon's keywords (removed from the text), no true
 # signals. About a minute on two CPU cores. Usage: scripts/build_labeller.sh [SHARED_TRACES] [OUT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=${1:-../shared/data/traces}
-out=${2:-rscaffold/labellers/default}
+out=${2:-rscaffold/label/labellers/default}
 py=${PYTHON:-.venv/bin/python}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -15,4 +15,4 @@ for set in qwen3_thinking_traces thought_anchors_math thought_branches_faithfuln
   "$py" -m rscaffold.cli segment --input "$work/$set.imported.jsonl" --output "$work/$set.jsonl" >/dev/null
   inputs+=("$work/$set.jsonl")
 done
-"$py" -m rscaffold.labeller train --input "${inputs[@]}" --testbed 1000 --seed 1 --lexicon extended --output "$out"
+"$py" -m rscaffold.label.learned train --input "${inputs[@]}" --testbed 1000 --seed 1 --lexicon extended --output "$out"

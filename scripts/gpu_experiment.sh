@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The testbed experiment (`rscaffold demo`) on one GPU (an H100) in about 10 minutes, with the config
-# rscaffold/configs/gpu.yaml: about 36,000 training traces, the demo's students per seed (scaffold,
+# rscaffold/config/gpu.yaml: about 36,000 training traces, the demo's students per seed (scaffold,
 # scaffold-pruned, the generative predictor, CoT SFT, long-thinking SFT, oracle CoT) fine-tuned from the
 # shipped testbed base for two epochs each, three seeds, the decoding variants of the demo on 500 questions per split, evaluation, headline, report.
 # The sizes are estimates, not yet measured on a GPU: every stage prints its time, and a rerun skips
 # what is done (outputs that exist are kept), so a run cut off by a time limit goes on where it stopped.
 #
 #   scripts/gpu_experiment.sh                     # runs/gpu
-#   scripts/gpu_experiment.sh 'demo.seeds=[0]'    # trailing KEY=VALUE override the config
+#   scripts/gpu_experiment.sh 'experiment.seeds=[0]'    # trailing KEY=VALUE override the config
 #   DRY_RUN=1 scripts/gpu_experiment.sh           # checks and the config only; trains nothing
 #   CONFIG=experiment scripts/gpu_experiment.sh decode.batch_size=512 train.bf16=false   # another config
 #
@@ -93,9 +93,9 @@ try:
     c = load_config(sys.argv[1], sys.argv[2:])
 except InputError as e:
     sys.exit(f"config {sys.argv[1]}: {e}")
-print(f"config {sys.argv[1]}: seeds {c.demo.seeds}, {c.testbed.train} training questions, base {c.model.base}, "
+print(f"config {sys.argv[1]}: seeds {c.experiment.seeds}, {c.testbed.train} training questions, base {c.model.base}, "
       f"{c.train.max_tokens} tokens per student at batch {c.train.batch_size}, "
-      f"{len(c.demo.students)} students, {len(c.demo.variants)} decoding variants, decode batch {c.decode.batch_size}")
+      f"{len(c.experiment.students)} students, {len(c.experiment.variants)} decoding variants, decode batch {c.decode.batch_size}")
 PY
 if [[ -n "${DRY_RUN:-}" ]]; then
   say "dry run: would run $RS demo --config $CONFIG --run-dir $RUN $*"
@@ -121,7 +121,7 @@ CODE=${PIPESTATUS[0]}
 set -e
 say "demo exited $CODE after $((SECONDS - STARTED)) s"
 if [[ $CODE -ne 0 && $RUN/headline.json -nt $RUN/.started && "$LACKING" == *matplotlib* ]]; then  # only the report failed
-  "$PY" -c "import json, sys; from rscaffold.demo import format_headline; print(format_headline(json.load(open(sys.argv[1]))))" \
+  "$PY" -c "import json, sys; from rscaffold.report.headline import format_headline; print(format_headline(json.load(open(sys.argv[1]))))" \
     "$RUN/headline.json" | tee -a "$LOG"
   CODE=0
 fi

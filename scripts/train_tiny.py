@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import sys
 
-from rscaffold.base_models import ModelConfig, TinySizes
-from rscaffold.train import TrainConfig, train
+from rscaffold.config import ModelConfig, TinySizes, TrainConfig
+from rscaffold.train import train
 
 TINY = ModelConfig(tiny=TinySizes(hidden=32, layers=2, heads=2, intermediate=64, max_positions=256), vocab_size=300)
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real data beside the checkout, when it is there."""
+"""Shared fixtures: the tiny model every model test builds in code, and the real data beside the checkout."""
 
 from __future__ import annotations
 
@@ -19,3 +19,17 @@ def shared_traces() -> Path:
     if not path.is_dir():
         pytest.skip(f"real traces not found at {path} (set RSCAFFOLD_SHARED_DATA to the shared data folder)")
     return path
+
+
+def tiny_llama(tok, seed: int = 0, positions: int = 256, special_ids: bool = True, **config):
+    """The tiny random Llama of the model tests (2 layers, width 32), sized to ``tok``'s vocabulary, with
+    its pad/bos/eos ids (``special_ids``); built in code, no download. ``config``: other LlamaConfig fields."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    ids = {k: getattr(tok, k) for k in ("pad_token_id", "bos_token_id", "eos_token_id")} if special_ids else {}
+    sizes = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2)
+    cfg = LlamaConfig(vocab_size=len(tok), intermediate_size=64, max_position_embeddings=positions, **sizes, **ids)
+    cfg.update(config)
+    return LlamaForCausalLM(cfg)

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from rscaffold.answers import EXTRACTIONS
 from rscaffold.benchmarks import BENCHMARKS, SPECS
 from rscaffold.benchmarks.common import ANSWER_FORMAT, read_records
+from rscaffold.config import TestbedConfig
 from rscaffold.evaluate import score_answer
-from rscaffold.extract import EXTRACTIONS
 from rscaffold.schema import InputError, Question
-from rscaffold.testbed.problems import TestbedConfig, write_splits
+from rscaffold.testbed.problems import write_splits
 from tests.conftest import SHARED
 
 FOLDERS = {

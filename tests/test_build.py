@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-import pytest
-
-from rscaffold.build import BuildConfig, build_sets, cmd_build, format_prompt, pretrain_records, run
+from rscaffold.build import build_folder, build_sets, format_prompt, pretrain_records
+from rscaffold.config import BuildConfig, TestbedConfig
 from rscaffold.schema import Step, Trace, write_jsonl
 from rscaffold.signals import TITLES, Signal
-from rscaffold.testbed.problems import TestbedConfig
 
 OPENERS = {
     Signal.REASONING: "Let me see, {a} + {b} is {c}.",
@@ -138,7 +135,7 @@ def test_unlabelled_steps_get_the_fallback_or_drop_their_trace():
 
 def test_run_writes_every_set_and_stats(tmp_path: Path):
     write_jsonl(tmp_path / "labelled.jsonl", make_traces(5))
-    stats = run(tmp_path / "labelled.jsonl", tmp_path / "build", BuildConfig())
+    stats = build_folder(tmp_path / "labelled.jsonl", tmp_path / "build", BuildConfig())
     for name in ("proposer", "predictor", "cot", "long", "answer"):
         lines = (tmp_path / "build" / f"{name}.jsonl").read_text().splitlines()
         assert len(lines) == stats["sets"][name]["records"] > 0
@@ -160,7 +157,7 @@ def test_pretrain_set_has_lookups_in_every_format_expressions_and_drills_but_no_
     test = make_splits(small, 1000)["test_id"]  # the very seed pretraining draws from
     write_jsonl(run_dir / "testbed" / "test_id.jsonl", test)
     cfg = BuildConfig(pretrain_questions=60, pretrain_drills=5)
-    run(run_dir / "labelled.jsonl", run_dir / "build", cfg, small, seed=0)
+    build_folder(run_dir / "labelled.jsonl", run_dir / "build", cfg, small, seed=0)
     docs = [json.loads(line)["completion"] for line in (run_dir / "build" / "pretrain.jsonl").read_text().splitlines()]
     assert sum(d[0].isdigit() and len(d.splitlines()) == 8 for d in docs) == 5  # the drill documents
     questions = {q.text: q for q in make_splits(small.model_copy(update={"test_id": 0}), 1000)["train"]}
@@ -199,18 +196,13 @@ def test_pretrain_drills_are_correct():
             assert eval(expr.replace("/", "//")) == int(value)
 
 
-def test_cmd_build_reads_and_writes_the_run_folder(tmp_path: Path, capsys):
-    write_jsonl(tmp_path / "labelled.jsonl", make_traces(3))
-    from rscaffold.base_models import ModelConfig
+def test_build_command_reads_and_writes_the_run_folder(tmp_path: Path, capsys):
+    from rscaffold.cli import main
 
-    cfg = argparse.Namespace(
-        build=BuildConfig(), testbed=TestbedConfig(), run=argparse.Namespace(seed=0), model=ModelConfig(base="testbed")
-    )
-    args = argparse.Namespace(run_dir=str(tmp_path), input=None, output=None, signal_source="true")
-    assert cmd_build(args, cfg) == 0
-    counts, answer_line = capsys.readouterr().out.splitlines()[-2:]
-    assert json.loads(counts)["proposer"] == 3
-    assert answer_line.startswith("answer tokens (testbed tokenizer)")  # build measures and prints them
+    write_jsonl(tmp_path / "labelled.jsonl", make_traces(3))
+    assert main(["build", "--run-dir", str(tmp_path), "--signal-source", "true", "model.base=testbed"]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert summary["proposer"] == 3
     assert json.loads((tmp_path / "build" / "stats.json").read_text())["answer_tokens"]["p99"] > 0
-    with pytest.raises(Exception, match="not found"):
-        cmd_build(argparse.Namespace(run_dir=str(tmp_path / "none"), input=None, output=None), cfg)
+    assert main(["build", "--run-dir", str(tmp_path / "none")]) == 2
+    assert f"run `rscaffold label --run-dir {tmp_path / 'none'}` first" in capsys.readouterr().err

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from rscaffold.cli import STAGES, main
+from rscaffold.cli import main
+from rscaffold.config import STAGES
 
 SHARED_RECORD = {
     "source": "s",
@@ -163,9 +164,40 @@ def test_run_command_chains_the_testbed_pipeline(tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text(
         "testbed:\n  train: 80\n  test_id: 10\n  test_ood: 10\n  test_surface: 10\n  perturbed_groups: 2\n"
+        "run:\n  stages: [testbed, generate, segment, label, stats]\n"
     )
     assert main(["run", "--config", str(config), "--run-dir", str(tmp_path / "r")]) == 0
     assert "against true signals" in capsys.readouterr().out
     stats = json.loads((tmp_path / "r" / "stats.json").read_text())
     assert stats["truth"]["accuracy_on_labelled"] > 0.8
     assert 0.6 < stats["keyword_coverage"] < 0.9
+
+
+def test_overrides_and_flags_mix_in_any_order(tmp_path, capsys):
+    out = tmp_path / "tb"
+    args = ["testbed", "testbed.train=5", "--output", str(out), "testbed.test_id=3", "--seed", "2"]
+    assert main(args) == 2  # a config error, named by its key
+    assert "perturbed_groups: 100 exceeds test_id (3)" in capsys.readouterr().err
+    assert main([*args, "testbed.perturbed_groups=1"]) == 0
+    assert len((out / "test_id.jsonl").read_text().splitlines()) == 3
+    with pytest.raises(SystemExit) as exit_:  # an unknown flag is still an error
+        main(["testbed", "testbed.train=5", "--bogus"])
+    assert exit_.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_input_with_run_dir_is_an_error(tmp_path, capsys):
+    assert main(["segment", "--run-dir", str(tmp_path), "--input", str(tmp_path / "x.jsonl")]) == 2
+    assert "--input cannot go with --run-dir" in capsys.readouterr().err
+
+
+def test_every_suggested_command_parses(tmp_path, capsys):
+    """The commands that error messages suggest (`run ... first`) are commands the parser accepts."""
+    import re
+
+    from rscaffold.cli import parse
+
+    for stage in ["label", "stats", "build", "train", "decode", "evaluate"]:
+        main([stage, "--run-dir", str(tmp_path / "empty")])
+        for suggested in re.findall(r"`(rscaffold [^`]+)`", capsys.readouterr().err):
+            parse(suggested.split()[1:])  # exits (SystemExit) if the parser rejects it

@@ -1,4 +1,11 @@
+"""The config tree: defaults, YAML deltas, overrides, errors; every shipped config and the scripts that use them."""
+
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +80,50 @@ def test_every_field_is_documented():
 
     missing = [name for name, doc in walk(Config) if not doc]
     assert missing == []
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_smollm2_gsm8k_config():
+    cfg = load_config("smollm2-gsm8k")
+    assert cfg.model.base == "smollm2" and cfg.model.lora is True
+    assert (cfg.train.lr, cfg.train.batch_size, cfg.train.grad_accum, cfg.train.epochs) == (1e-4, 1, 8, 3)
+    assert cfg.run.stages == ["import", "segment", "label", "stats"]
+    prompt = cfg.build.prompt_template.format(question="Tom has 3 apples. How many?")
+    assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")
+    assert "Tom has 3 apples. How many?\n\nPlease reason step by step" in prompt
+    assert "###Answer: \\boxed{...}." in prompt
+
+
+def test_gpu_config():
+    cfg = load_config("gpu")
+    assert cfg.experiment.seeds == [0, 1, 2]
+    assert cfg.model.base == "testbed" and cfg.train.bf16 is False
+    assert cfg.testbed.train > load_config("demo").testbed.train
+    assert load_config("gpu", ["experiment.seeds=[0]"]).experiment.seeds == [0]
+
+
+@pytest.mark.parametrize("name", ["smollm2-gsm8k", "gpu"])
+def test_configs_hold_only_known_keys(name):
+    import yaml
+
+    assert shipped_config(name).exists()
+    assert isinstance(yaml.safe_load(shipped_config(name).read_text()), dict)
+    load_config(shipped_config(name))  # by path too
+
+
+@pytest.mark.parametrize("script", ["smollm2_gsm8k.sh", "gpu_experiment.sh"])
+def test_scripts_parse(script):
+    subprocess.run(["bash", "-n", str(ROOT / "scripts" / script)], check=True)
+
+
+@pytest.mark.slow
+def test_gpu_script_dry_run_checks_config(tmp_path):
+    env = {**os.environ, "DRY_RUN": "1", "PYTHON": sys.executable, "RUN": str(tmp_path / "gpu")}
+    script = str(ROOT / "scripts" / "gpu_experiment.sh")
+    ok = subprocess.run(["bash", script, "experiment.seeds=[0]"], env=env, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert "dry run: would run" in ok.stderr and "demo --config gpu" in ok.stderr
+    bad = subprocess.run(["bash", script, "experiment.seedz=1"], env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "did you mean 'experiment.seeds'" in bad.stderr

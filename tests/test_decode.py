@@ -12,13 +12,12 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from rscaffold import decoder
-from rscaffold.build import SIGNAL_TEXT
-from rscaffold.decode import BOUNDARY, DecodeConfig, answer_budget, decode_file, make_source, student_from_folder
-from rscaffold.decoder import Decoder
-from rscaffold.kvbatch import Batch, Row, Student
-from rscaffold.model import ModelConfig, make_student, save_student, student_meta
-from rscaffold.schema import Decoded, Question, Step, Trace, read_jsonl, write_jsonl
+from rscaffold import decode as decoder
+from rscaffold.config import DecodeConfig, ModelConfig
+from rscaffold.decode import Decoder, decode_file, make_source
+from rscaffold.kvbatch import Batch, Row
+from rscaffold.model import Student, answer_budget, make_student, save_student, student_from_folder, student_meta
+from rscaffold.schema import BOUNDARY, Decoded, Question, Step, Trace, read_jsonl, write_jsonl
 from rscaffold.signal_sources import (
     GenerativePredictor,
     GoldenSignals,
@@ -26,8 +25,9 @@ from rscaffold.signal_sources import (
     NoSignals,
     RandomSignals,
 )
-from rscaffold.signals import Signal
+from rscaffold.signals import SIGNAL_TEXT, Signal
 from rscaffold.tokenizer import train_bpe
+from tests.conftest import tiny_llama
 from tests.test_model import tiny_lm
 
 C, R = Signal.CONCLUSION, Signal.REASONING
@@ -48,17 +48,7 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def student(tokenizer):
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=2048,
-    )
-    lm = LlamaForCausalLM(cfg).eval()
+    lm = tiny_llama(tokenizer, positions=2048, special_ids=False).eval()
     bias = torch.randn(len(Signal), len(tokenizer)) * 2
     boundary = tokenizer.encode(BOUNDARY, add_special_tokens=False)[0]
     bias[:, boundary] += 4  # steps end at blank lines often enough to exercise the step logic

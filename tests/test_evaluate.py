@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 from pathlib import Path
 
 import pytest
 
-from rscaffold.evaluate import EvaluateConfig, add_evaluate_arguments, cmd_evaluate, evaluate_run
-from rscaffold.schema import Decoded, InputError, Question, Step, read_jsonl, write_jsonl
-from rscaffold.testbed.problems import TestbedConfig, write_splits
+from rscaffold import evaluate
+from rscaffold.cli import main
+from rscaffold.config import Config, EvaluateConfig, TestbedConfig
+from rscaffold.schema import Decoded, Question, Step, read_jsonl, write_jsonl
+from rscaffold.testbed.problems import write_splits
 
 GOLDEN = ["reasoning", "conclusion", "contrast", "conclusion", "response"]
 
@@ -43,13 +44,13 @@ def make_run(tmp_path: Path, n: int = 60) -> Path:
         questions = list(read_jsonl(run / "testbed" / f"{split}.jsonl", Question))
         for method, source, share in (("scaffold", "golden", 0.75), ("cot-sft", "none", 0.25)):
             records = [_decoded(q, method, source, i < share * len(questions), rng) for i, q in enumerate(questions)]
-            write_jsonl(run / "decoded" / f"{method}__{source}__{split}.jsonl", records)
+            write_jsonl(run / "decoded" / f"{method}-s0__{source}__{split}.jsonl", records)
     return run
 
 
 def test_run_folder_results(tmp_path: Path) -> None:
     run = make_run(tmp_path)
-    results = evaluate_run(run, EvaluateConfig(bootstrap_samples=200))
+    results = evaluate.run(Config(evaluate=EvaluateConfig(bootstrap_samples=200)), run)
     entries = {(e["method"], e["split"]): e for e in results["entries"]}
     assert len(entries) == 4
     e = entries["scaffold", "test_id"]
@@ -67,19 +68,14 @@ def test_run_folder_results(tmp_path: Path) -> None:
     assert entries["cot-sft", "test_id"]["signals"]["next_signal"]["accuracy"] < 1.0
     groups = entries["scaffold", "test_perturbed"]["consistency"]["groups"]
     assert groups["groups"] == 10 and 0 <= groups["same_outcome"] <= 1
-    scored = [json.loads(line) for line in (run / "scored" / "scaffold__golden__test_id.jsonl").open()]
+    scored = [json.loads(line) for line in (run / "scored" / "scaffold-s0__golden__test_id.jsonl").open()]
     assert len(scored) == 60 and sum(r["correct"] for r in scored) == 45
     assert {"answer_strict", "answer_flexible", "correct_strict", "tokens"} <= set(scored[0])
     assert json.loads((run / "results.json").read_text())["entries"][0]["extraction"]["name"] == "number"
 
 
-def _args(**kw) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_evaluate_arguments(parser)
-    args = parser.parse_args([])
-    for k, v in kw.items():
-        setattr(args, k, v)
-    return args
+def _evaluate(*args: str) -> int:
+    return main(["evaluate", *args])
 
 
 def test_predictions_from_elsewhere(tmp_path: Path, capsys) -> None:
@@ -92,7 +88,7 @@ def test_predictions_from_elsewhere(tmp_path: Path, capsys) -> None:
     ]
     preds.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "scored.jsonl"
-    assert cmd_evaluate(_args(benchmark="gsm8k", predictions=preds, output=out), None) == 0
+    assert _evaluate("--benchmark", "gsm8k", "--predictions", str(preds), "--output", str(out)) == 0
     scored = [json.loads(line) for line in out.open()]
     assert [r["correct"] for r in scored] == [True, True, False, False]
     assert [r["correct_flexible"] for r in scored] == [True, True, True, False]
@@ -101,21 +97,32 @@ def test_predictions_from_elsewhere(tmp_path: Path, capsys) -> None:
     assert summary["pass@1_strict"]["mean"] == 0.5 and summary["pass@1_flexible"]["mean"] == 0.75
 
 
-def test_bad_input_is_an_input_error(tmp_path: Path) -> None:
-    preds = tmp_path / "preds.jsonl"
+def test_bad_input_is_an_input_error(tmp_path: Path, capsys) -> None:
+    preds, out = tmp_path / "preds.jsonl", tmp_path / "o.jsonl"
     preds.write_text(json.dumps({"id": "1", "prediction": "x", "gold": "1"}) + "\n" + json.dumps({"id": "2"}) + "\n")
-    with pytest.raises(InputError, match=r"preds.jsonl:2: field 'prediction' missing"):
-        cmd_evaluate(_args(benchmark="gsm8k", predictions=preds, output=tmp_path / "o.jsonl"), None)
-    assert not (tmp_path / "o.jsonl").exists()
-    with pytest.raises(InputError, match="unknown benchmark 'nope'"):
-        cmd_evaluate(_args(benchmark="nope", predictions=preds, output=tmp_path / "o.jsonl"), None)
-    with pytest.raises(InputError, match="no decoded files"):
-        cmd_evaluate(_args(run_dir=str(tmp_path)), None)
+    assert _evaluate("--benchmark", "gsm8k", "--predictions", str(preds), "--output", str(out)) == 2
+    assert "preds.jsonl:2: field 'prediction' missing" in capsys.readouterr().err
+    assert not out.exists()
+    assert _evaluate("--benchmark", "nope", "--predictions", str(preds), "--output", str(out)) == 2
+    assert "unknown benchmark 'nope'" in capsys.readouterr().err
+    assert _evaluate("--run-dir", str(tmp_path)) == 2
+    assert "no decoded files; run `rscaffold decode --run-dir" in capsys.readouterr().err
+    assert _evaluate("--run-dir", str(tmp_path), "--predictions", str(preds)) == 2
+    assert "cannot go with --run-dir" in capsys.readouterr().err
+
+
+def test_decode_output_is_accepted_as_predictions(tmp_path: Path, capsys) -> None:
+    run = make_run(tmp_path, n=20)
+    decoded = run / "decoded" / "scaffold-s0__golden__test_id.jsonl"
+    out = tmp_path / "scored.jsonl"
+    assert _evaluate("--benchmark", "testbed", "--predictions", str(decoded), "--output", str(out)) == 0
+    assert json.loads(capsys.readouterr().out)["pass@1_strict"]["mean"] == 0.75
+    assert [r["id"] for r in map(json.loads, out.open())] == [d.question_id for d in read_jsonl(decoded, Decoded)]
 
 
 def test_command_on_a_run_folder(tmp_path: Path, capsys) -> None:
     run = make_run(tmp_path, n=20)
-    assert cmd_evaluate(_args(run_dir=str(run)), None) == 0
+    assert _evaluate("--run-dir", str(run)) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4 and all("pass@1" in line for line in lines)
     assert len(list((run / "scored").glob("*.jsonl"))) == 4

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from rscaffold.model import ModelConfig, Proposer, load_student, make_student, save_student, student_meta
+from rscaffold.cli import main
+from rscaffold.config import ModelConfig
+from rscaffold.model import Proposer, load_student, make_student, save_student, student_meta
 from rscaffold.tokenizer import IGNORE, train_bpe
+from tests.conftest import tiny_llama
 
 VOCAB_TEXTS = ["A has 12 apples. So the total is 19.\n\nLet me see, 3 + 4 is 7."] * 10
 
@@ -20,23 +24,7 @@ def tok():
 
 
 def tiny_lm(tok, seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        tie_word_embeddings=True,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    return LlamaForCausalLM(cfg)
+    return tiny_llama(tok, seed, positions=128, tie_word_embeddings=True)
 
 
 def proposer(tok, lora: bool = False, seed: int = 0) -> Proposer:
@@ -141,3 +129,84 @@ def test_save_then_load_gives_equal_logits(tok, tmp_path: Path, lora: bool, merg
     assert meta["signal_set_version"] and meta["signals"][6] == "Response Generation"
     assert meta["weights"] == ("full" if merge else "adapter") and len(tok2) == len(tok)
     assert (tmp_path / "student" / "README.md").read_text().startswith("# rscaffold student")
+
+
+# -- the untrained base model as a student --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def base_folder(tmp_path_factory) -> Path:
+    """A tiny random Llama and its tokenizer saved as a plain Hugging Face folder (no rscaffold meta)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(["Q: A has 3 apples.\nA: 3\n\nSo 3."] * 10, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    folder = tmp_path_factory.mktemp("base")
+    LlamaForCausalLM(cfg).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+def test_base_student_uses_the_prompt_template_and_decodes_like_generate(base_folder):
+    import torch
+
+    from rscaffold.config import DecodeConfig
+    from rscaffold.decode import Decoder
+    from rscaffold.model import student_from_folder
+    from rscaffold.schema import Question
+    from rscaffold.signal_sources import NoSignals
+
+    student = student_from_folder(base_folder, "cpu", "Q: {question}\nA:")
+    assert student.method == "original" and student.signal_head is None and student.signal_bias is None
+    assert student.prompt("A has 3 apples.") == "Q: A has 3 apples.\nA:"
+    q = Question(id="q0", text="A has 3 apples.", gold="3")
+    [out] = Decoder(student, NoSignals(), DecodeConfig(max_tokens=12))([q])
+    ids = torch.tensor([student.encode(student.prompt(q.text))])
+    ref = student.lm.generate(ids, max_new_tokens=12, do_sample=False, eos_token_id=student.tokenizer.eos_token_id)
+    new = ref[0, ids.shape[1] :].tolist()
+    assert out.tokens == len(new)
+    text = student.tokenizer.decode(new, skip_special_tokens=True)
+    assert "".join(s.text + s.sep for s in out.steps) + out.answer_text == text
+
+
+def test_decode_cli_on_a_base_model_folder(base_folder, tmp_path, capsys):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"id": "q0", "text": "A has 3 apples.", "gold": "3", "task": "gsm8k"}) + "\n")
+    out = tmp_path / "original__none__test.jsonl"
+    args = ["decode", "--student", str(base_folder), "--input", str(questions), "--output", str(out)]
+    assert main([*args, 'build.prompt_template="Q: {question}\\nA:"', "decode.max_tokens=8"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["student"] == "original" and summary["signal_source"] == "none"
+    [record] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["method"] == "original" and record.get("signal_source", "none") == "none"
+    assert record["benchmark"] == "gsm8k" and 0 < record["tokens"] <= 8
+
+
+def test_decode_cli_on_neither_student_nor_base(tmp_path, capsys):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"id": "q0", "text": "x", "gold": "1"}) + "\n")
+    missing = tmp_path / "no-such-model"
+    args = ["decode", "--student", str(missing), "--input", str(questions), "--output", str(tmp_path / "o.jsonl")]
+    assert main(args) == 2
+    assert "neither a trained student folder nor a base model" in capsys.readouterr().err
+    assert not (tmp_path / "o.jsonl").exists()

@@ -6,8 +6,9 @@ import pytest
 
 from rscaffold.build import LOOKUP_FORMATS
 from rscaffold.cli import main
+from rscaffold.config import TestbedConfig
 from rscaffold.probe import lookup_probe, probe_prompts
-from rscaffold.testbed.problems import TestbedConfig, make_splits
+from rscaffold.testbed.problems import make_splits
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
@@ -12,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from rscaffold.evaluate import EvaluateConfig, evaluate_run
-from rscaffold.report import ReportConfig, add_report_arguments, cmd_report, split_overrides, write_report
+from rscaffold import evaluate
+from rscaffold.cli import main
+from rscaffold.config import Config, EvaluateConfig, ReportConfig
+from rscaffold.report import write_report
 from rscaffold.schema import Decoded as DecodedRecord
 from rscaffold.schema import InputError, read_jsonl, write_jsonl
 from tests.test_evaluate import make_run
@@ -25,12 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 def report(tmp_path_factory) -> Path:
     """A run of two methods, evaluated, with an injection attempt in one output, then reported."""
     run = make_run(tmp_path_factory.mktemp("report"), n=30)
-    path = run / "decoded" / "scaffold__golden__test_id.jsonl"
+    path = run / "decoded" / "scaffold-s0__golden__test_id.jsonl"
     records = list(read_jsonl(path, DecodedRecord))
     records[0].answer_text += "</script><script>throw new Error('injected')</script>__DATA__"
     records[0].steps[-1].text = records[0].answer_text
     write_jsonl(path, records)
-    evaluate_run(run, EvaluateConfig(bootstrap_samples=100))
+    evaluate.run(Config(evaluate=EvaluateConfig(bootstrap_samples=100)), run)
     return write_report([run], run / "report", ReportConfig(viewer_questions=20))
 
 
@@ -46,13 +47,15 @@ def test_report_files(report: Path) -> None:
 
 
 def test_cli_arguments_and_errors(tmp_path: Path, report: Path, capsys) -> None:
-    parser = argparse.ArgumentParser()
-    add_report_arguments(parser)
-    args = parser.parse_args([str(report.parent.parent), "report.title=x", "--output", str(tmp_path / "r")])
-    split_overrides(args)
-    assert args.overrides == ["report.title=x"] and len(args.run_dirs) == 1
-    assert cmd_report(args, None) == 0 and (tmp_path / "r" / "index.html").is_file()
+    run = tmp_path / "run"
+    shutil.copytree(report.parent.parent, run)
+    assert main(["report", str(run), "report.title=Title x", "--output", str(tmp_path / "r")]) == 0
+    assert "Title x" in (tmp_path / "r" / "index.html").read_text()
     assert capsys.readouterr().out.strip().endswith("index.html")
+    assert main(["report", str(run)]) == 0  # one run: the report stage, with the headline
+    headline = json.loads((run / "headline.json").read_text())
+    assert headline["splits"]["test_id"]["rows"]["scaffold__golden"]["mean"] == pytest.approx(23 / 30)
+    assert "scaffold__golden" in capsys.readouterr().out
     with pytest.raises(InputError, match=r"results\.json: not found"):
         write_report([tmp_path], tmp_path / "out", ReportConfig())
 

@@ -10,12 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rscaffold.config import ApiTeacherConfig, FaultConfig, ScriptedConfig, ServeConfig, TestbedConfig
 from rscaffold.schema import Question, write_jsonl
-from rscaffold.serve import FaultConfig, ServeConfig, cmd_serve, serve_in_thread
+from rscaffold.serve import cmd_serve, serve_in_thread
 from rscaffold.teachers import build_messages
-from rscaffold.teachers.openai_compat import ApiTeacher, ApiTeacherConfig
-from rscaffold.testbed.problems import TestbedConfig, make_splits
-from rscaffold.testbed.teacher import ScriptedConfig, ScriptedTeacher
+from rscaffold.teachers.openai_compat import ApiTeacher
+from rscaffold.testbed.problems import make_splits
+from rscaffold.testbed.teacher import ScriptedTeacher
 
 ROOT = Path(__file__).resolve().parent.parent
 HTTP = httpx.Client(trust_env=False)  # one client: making one costs about 40 ms (certificates)
@@ -101,7 +102,7 @@ def test_delay_and_repeat_counter(questions):
 
 
 def test_the_command_binds_loopback_and_serves(questions, tmp_path):
-    """``python -m rscaffold.serve`` (what ``rscaffold serve`` runs), as a separate process."""
+    """``rscaffold serve``, as a separate process."""
     import socket
 
     with socket.socket() as s:
@@ -109,7 +110,7 @@ def test_the_command_binds_loopback_and_serves(questions, tmp_path):
         port = s.getsockname()[1]
     path, _ = questions
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rscaffold.serve", "--port", str(port), "--questions", str(path)],
+        [sys.executable, "-m", "rscaffold.cli", "serve", "--port", str(port), "--questions", str(path)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -151,7 +152,8 @@ def _tiny_lm(folder: Path) -> Path:
 
 
 def test_a_local_hf_model_as_teacher_and_behind_the_server(tmp_path):
-    from rscaffold.teachers.hf_local import HfTeacher, HfTeacherConfig
+    from rscaffold.config import HfTeacherConfig
+    from rscaffold.teachers.hf_local import HfTeacher
 
     model = _tiny_lm(tmp_path / "tiny-lm")
     qs = [Question(id=f"q{i}", text=f"What is {i} + {i}?", gold=str(2 * i)) for i in range(3)]

@@ -9,11 +9,11 @@ import httpx
 import pytest
 import torch
 
-from rscaffold.decode import DecodeConfig, student_from_folder
-from rscaffold.decoder import Decoder
-from rscaffold.model import ModelConfig, load_student, make_student, save_student, student_meta
+from rscaffold.config import DecodeConfig, ModelConfig, ServeConfig
+from rscaffold.decode import Decoder
+from rscaffold.model import load_student, make_student, save_student, student_from_folder, student_meta
 from rscaffold.schema import Question
-from rscaffold.serve import ServeConfig, serve_in_thread
+from rscaffold.serve import serve_in_thread
 from rscaffold.signal_sources import GoldenSignals
 from rscaffold.signals import Signal
 from rscaffold.tokenizer import NO_SIGNAL, train_bpe

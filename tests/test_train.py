@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from rscaffold.base_models import ModelConfig, TinySizes
-from rscaffold.build import BuildConfig, run
+from rscaffold.build import build_folder
+from rscaffold.config import BuildConfig, ModelConfig, TestbedConfig, TinySizes, TrainConfig
 from rscaffold.model import load_student
 from rscaffold.schema import write_jsonl
-from rscaffold.testbed.problems import TestbedConfig
-from rscaffold.train import Progress, TrainConfig, lr_factor, train
+from rscaffold.train import Progress, lr_factor, train
 from tests.test_build import make_traces
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +32,7 @@ def build_dir(tmp_path_factory) -> Path:
     write_jsonl(root / "labelled.jsonl", make_traces(12))
     small = TestbedConfig(train=20, test_id=0, test_ood=0, test_surface=0, perturbed_groups=0)
     cfg = BuildConfig(pretrain_questions=20, pretrain_drills=10, pruned_contexts=True)
-    run(root / "labelled.jsonl", root / "build", cfg, small)
+    build_folder(root / "labelled.jsonl", root / "build", cfg, small)
     return root / "build"
 
 
@@ -174,6 +173,7 @@ def _launcher() -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_two_process_cpu_run_trains_and_saves(build_dir: Path, tmp_path: Path):
     env = {
         **os.environ,
@@ -212,19 +212,19 @@ def test_smollm2_loads_offline_trains_lora_steps_and_saves(build_dir: Path, tmp_
     assert model.signal_embedding.weight.abs().sum() > 0
 
 
-def test_cmd_train_reads_the_build_folder_and_writes_students_recipe(build_dir: Path, capsys):
-    import argparse
-    from types import SimpleNamespace
+def test_train_command_files_and_run_folder(build_dir: Path, tmp_path: Path, capsys):
+    from rscaffold.cli import main
 
-    from rscaffold.recipes import add_train_arguments
-    from rscaffold.train import cmd_train
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--run-dir")
-    add_train_arguments(parser)
-    args = parser.parse_args(["--run-dir", str(build_dir.parent), "--recipe", "answer-sft"])
-    args.input = args.output = None
-    cfg = SimpleNamespace(train=FAST.model_copy(update={"max_steps": 1}), model=TINY)
-    assert cmd_train(args, cfg) == 0
+    tiny = ["model.tiny.hidden=32", "model.tiny.layers=2", "model.tiny.heads=2", "model.tiny.intermediate=64"]
+    tiny += ["model.tiny.max_positions=256", "model.vocab_size=300", "train.max_steps=1", "train.batch_size=4"]
+    out = tmp_path / "s"
+    assert main(["train", "--input", str(build_dir), *tiny, "--output", str(out), "--recipe", "answer-sft"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["recipe"] == "answer-sft"
-    assert (build_dir.parent / "students" / "answer-sft" / "model.safetensors").exists()
+    assert (out / "model.safetensors").exists()
+    run = build_dir.parent
+    assert main(["train", "--run-dir", str(run), "--recipe", "answer-sft"]) == 2
+    assert "--recipe cannot go with --run-dir" in capsys.readouterr().err
+    one = "[{name: answers, recipe: answer-sft, seeds: [3]}]"
+    assert main(["train", "--run-dir", str(run), *tiny, f"experiment.students={one}", "experiment.seeds=[3]"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["trained"] == 1
+    assert (run / "students" / "answers-s3" / "model.safetensors").exists()

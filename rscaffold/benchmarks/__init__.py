@@ -1,7 +1,7 @@
 """Benchmarks: each module loads one benchmark's questions; ``BENCHMARKS`` picks a loader by name.
 
 ``SPECS`` holds what evaluation needs beside the questions: each benchmark's version, prompt and
-answer extraction (a key of ``rscaffold.extract.EXTRACTIONS``).
+answer extraction (a key of ``rscaffold.answers.EXTRACTIONS``).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ class Benchmark:
     version: str
     """Bumped whenever the conversion of records to questions changes, so old scores are not mixed in."""
     extraction: str
-    """A key of ``rscaffold.extract.EXTRACTIONS``."""
+    """A key of ``rscaffold.answers.EXTRACTIONS``."""
     files: dict[str, tuple[str, ...]]
     """split -> file names to look for inside a folder, first found wins."""
     default_split: str

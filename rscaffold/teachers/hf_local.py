@@ -10,25 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from rscaffold.answers import extract_final_answer
+from rscaffold.config import HfTeacherConfig
 from rscaffold.schema import InputError, Question, Trace
-from rscaffold.teachers import PROMPTS, build_messages, extract_final_answer, split_reasoning
-
-
-class HfTeacherConfig(BaseModel):
-    """`generate.hf`: a local Hugging Face causal LM as the teacher."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: str | None = Field(None, description="Folder (or hub name, if cached) of the causal LM.")
-    device: str = Field("cpu", description="Torch device: cpu, cuda, cuda:1, mps.")
-    dtype: str = Field("auto", description="Weights dtype: auto, float32, bfloat16, float16.")
-    prompt: str = Field("paper-v1", description=f"Generation prompt version: {', '.join(PROMPTS)}.")
-    max_new_tokens: int = Field(4096, gt=0, description="Most tokens generated per question.")
-    temperature: float = Field(0.6, ge=0, description="Sampling temperature (0: greedy).")
-    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass.")
-    batch_size: int = Field(8, gt=0, description="Questions generated together (left-padded).")
+from rscaffold.teachers import build_messages, split_reasoning
 
 
 class HfGenerator:

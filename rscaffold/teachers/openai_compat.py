@@ -3,7 +3,7 @@ LM Studio, DeepSeek, OpenAI, OpenRouter, `rscaffold serve`).
 
 One async client with bounded concurrency, requests- and tokens-per-minute buckets, jittered
 exponential back-off (honouring Retry-After) and the content-addressed cache of
-:mod:`rscaffold.cache`. The API key is read from the environment variable named in config and goes
+:mod:`rscaffold.teachers.cache`. The API key is read from the environment variable named in config and goes
 only into the Authorization header: never into a file, a cache key or a log line.
 
 Traces from an API carry no true signals (the server does not send them), even when the server is
@@ -12,71 +12,32 @@ Traces from an API carry no true signals (the server does not send them), even w
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import queue
 import random
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
 
-from rscaffold.cache import DEFAULT_PATH, ResponseCache, cache_key
-from rscaffold.ledger import Ledger
-from rscaffold.schema import InputError, Question, Trace, atomic_writer, read_jsonl, write_jsonl
-from rscaffold.teachers import PROMPTS, build_messages, extract_final_answer, rejection_filter, split_reasoning
+from rscaffold.answers import extract_final_answer
+from rscaffold.config import ApiTeacherConfig, ClientConfig
+from rscaffold.prompts import PROMPTS
+from rscaffold.schema import InputError, Question, Trace
+from rscaffold.teachers import build_messages, split_reasoning
+from rscaffold.teachers.cache import ResponseCache, cache_key
+from rscaffold.teachers.ledger import Ledger
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _POOL_SIZE = 4
 """Connections per httpx client; the client keeps max_concurrency / _POOL_SIZE of them."""
-
-
-class ClientConfig(BaseModel):
-    """An OpenAI-compatible endpoint and how politely to use it (shared by generate and judge)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    base_url: str = Field("http://127.0.0.1:8000/v1", description="Server URL up to /v1 (`rscaffold serve` default).")
-    model: str = Field("scripted", description="Model name the server knows (deepseek-reasoner, QwQ-32B, ...).")
-    api_key_env: str | None = Field(
-        "OPENAI_API_KEY", description="Name of the environment variable holding the API key (never the key itself)."
-    )
-    temperature: float = Field(0.6, ge=0, description="Sampling temperature (R1's recommended 0.6).")
-    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass.")
-    max_tokens: int = Field(32768, gt=0, description="Most tokens the server may generate per request.")
-    seed: int | None = Field(None, description="Sampling seed sent to the server (sample i gets seed + i).")
-    extra_body: dict[str, Any] = Field(default_factory=dict, description="Extra request fields, sent as they are.")
-    max_concurrency: int = Field(16, gt=0, description="Requests in flight at once.")
-    rpm: float | None = Field(None, gt=0, description="Requests-per-minute limit (none: unlimited).")
-    tpm: float | None = Field(None, gt=0, description="Tokens-per-minute limit (prompt + completion; none: unlimited).")
-    timeout_s: float = Field(600.0, gt=0, description="Seconds to wait for one response (reasoning is slow).")
-    connect_timeout_s: float = Field(10.0, gt=0, description="Seconds to wait for a connection.")
-    max_tries: int = Field(6, gt=0, description="Tries per request before the item is recorded as failed.")
-    backoff_base_s: float = Field(1.0, ge=0, description="First back-off; doubles per try, jittered.")
-    backoff_max_s: float = Field(60.0, ge=0, description="Longest back-off between tries.")
-    max_retry_after_s: float = Field(120.0, ge=0, description="Longest Retry-After the client honours.")
-    price_input_per_m: float | None = Field(None, ge=0, description="Dollars per million prompt tokens (ledger).")
-    price_output_per_m: float | None = Field(None, ge=0, description="Dollars per million completion tokens.")
-    cache: str | None = Field(DEFAULT_PATH, description="Response cache (SQLite); none sends every request.")
-    retry_failed: bool = Field(False, description="Try again the requests an earlier run recorded as failed.")
-
-
-class ApiTeacherConfig(ClientConfig):
-    """`generate.api`: the teacher over an OpenAI-compatible API."""
-
-    prompt: str = Field("paper-v1", description=f"Generation prompt version: {', '.join(PROMPTS)}.")
-    n: int = Field(1, gt=0, description="Samples per question (each its own request and trace).")
 
 
 class RequestFailed(Exception):
@@ -425,74 +386,3 @@ class ApiTeacher:
             gold=q.gold,
             metadata=meta,
         )
-
-
-# ----------------------------------------------------------------------------- standalone runner
-
-
-def run_generate(
-    questions_path: str | Path, output_path: str | Path, cfg: ApiTeacherConfig, filter_wrong: bool = True
-) -> dict[str, Any]:
-    """Generate, filter and write traces; failures go to ``<output>.failures.jsonl`` as they happen,
-    the ledger to ``<output>.ledger.json``. Returns the counts and the ledger."""
-    output_path = Path(output_path)
-    failures_path = output_path.with_name(output_path.name + ".failures.jsonl")
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    counts: dict[str, int] = {"generated": 0, "kept": 0, "dropped_wrong": 0, "failed": 0}
-    with open(failures_path, "w", encoding="utf-8") as failures:
-
-        def record(failure: dict[str, Any]) -> None:
-            counts["failed"] += 1
-            failures.write(json.dumps(failure) + "\n")
-            failures.flush()
-
-        teacher = ApiTeacher(cfg, on_failure=record)
-        with open(questions_path, "rb") as f:
-            teacher.total = cfg.n * sum(1 for line in f if line.strip())
-        traces = teacher.generate(read_jsonl(questions_path, Question))
-        write_jsonl(output_path, rejection_filter(traces, counts, filter_wrong))
-    summary = {**counts, "ledger": teacher.ledger.summary()}
-    with atomic_writer(output_path.with_name(output_path.name + ".ledger.json")) as f:
-        json.dump(summary, f, indent=2)
-    return summary
-
-
-def add_generate_api_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``rscaffold generate`` for API teachers."""
-    parser.add_argument(
-        "--retry-failed",
-        action="store_true",
-        default=None,
-        help="try again the requests an earlier run recorded as failed (generate.api.retry_failed)",
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m rscaffold.teachers.openai_compat --input Q --output T [--retry-failed] [KEY=VALUE ...]``."""
-    from rscaffold.config import apply_override
-
-    p = argparse.ArgumentParser(prog="python -m rscaffold.teachers.openai_compat")
-    p.add_argument("--input", required=True)
-    p.add_argument("--output", required=True)
-    add_generate_api_arguments(p)
-    p.add_argument("--keep-wrong", action="store_true")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="ApiTeacherConfig fields, e.g. model=x")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    data: dict[str, Any] = {}
-    for override in args.overrides:
-        apply_override(data, override)
-    if args.retry_failed:
-        data["retry_failed"] = True
-    cfg = ApiTeacherConfig.model_validate(data)
-    try:
-        summary = run_generate(args.input, args.output, cfg, filter_wrong=not args.keep_wrong)
-    except InputError as e:
-        print(f"rscaffold: error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,78 +18,15 @@ import random
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
+from rscaffold import runs
+from rscaffold.config import Config, TestbedConfig
 from rscaffold.schema import Question, write_jsonl
 from rscaffold.testbed import graph, phrasing
 from rscaffold.testbed.graph import Quantity, Ranges
 
 SPLITS = ("train", "test_id", "test_ood", "test_surface", "test_perturbed")
-
-
-class TestbedConfig(BaseModel):
-    """Sizes and difficulty knobs of the testbed; the defaults are the easy setting that a student of
-    about 1M parameters learns within minutes on a CPU (METHOD.md section 7)."""
-
-    __test__ = False  # not a pytest test class, despite the name
-    model_config = ConfigDict(extra="forbid")
-
-    train: int = Field(2000, ge=0, description="Number of training problems.")
-    test_id: int = Field(500, ge=0, description="Test problems with the training operation counts.")
-    test_ood: int = Field(500, ge=0, description="Test problems with more operations than in training.")
-    test_surface: int = Field(500, ge=0, description="Test problems worded with held-out wording.")
-    perturbed_groups: int = Field(100, ge=0, description="test_id problems that get perturbed variants.")
-    perturbed_variants: int = Field(4, ge=1, description="Variants per perturbed group.")
-    train_ops: tuple[int, int] = Field((1, 3), description="Operations per problem, all but test_ood.")
-    ood_ops: tuple[int, int] = Field((4, 5), description="Operations per problem in test_ood.")
-    distractors: tuple[int, int] = Field((0, 2), description="Distractor facts per problem.")
-    surface_distractors: tuple[int, int] = Field((3, 4), description="Distractor facts in test_surface.")
-    op_weights: dict[Literal["add", "sub", "mul", "div"], float] = Field(
-        default_factory=lambda: {"add": 1.0, "sub": 1.0, "mul": 1.0, "div": 0.5},
-        description="Relative frequency of each operation; 0 turns one off.",
-    )
-    constant_share: float = Field(
-        0.5, ge=0, le=1, description="Share of operations whose other operand is a written number."
-    )
-    reuse_share: float = Field(0.2, ge=0, le=1, description="Named operands that reuse an earlier quantity.")
-    max_value: int = Field(19, ge=4, description="Largest value of any quantity or constant.")
-    min_given: int = Field(1, ge=0, description="Smallest given value.")
-    max_addend: int = Field(9, ge=1, description="Largest constant added or subtracted.")
-    max_factor: int = Field(4, ge=2, description="Largest constant multiplier or divisor.")
-    names: Literal["letters", "words"] = Field(
-        "letters", description="Single-letter names or words (people, containers)."
-    )
-    name_pool_size: int = Field(20, ge=2, description="How many names of the style's pool are used.")
-    surface_names: int = Field(6, ge=1, description="Names of the pool held out for test_surface.")
-    fact_order: Literal["dependency", "shuffled"] = Field(
-        "dependency", description="Facts in dependency order or shuffled."
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> TestbedConfig:
-        for name in ("train_ops", "ood_ops", "distractors", "surface_distractors"):
-            lo, hi = getattr(self, name)
-            if not 0 <= lo <= hi or (name.endswith("ops") and lo < 1):
-                raise ValueError(f"{name}: want 0 <= low <= high (ops >= 1), got [{lo}, {hi}]")
-        pool = len(phrasing.NAME_POOLS[self.names])
-        if self.name_pool_size > pool:
-            raise ValueError(f"name_pool_size: {self.name_pool_size} exceeds the {pool} {self.names} names")
-        # A problem with n operations has at most 2n + 1 needed quantities, each with its own name.
-        most = 2 * max(self.train_ops[1], self.ood_ops[1]) + 1 + self.distractors[1] + 1
-        surface = 2 * self.train_ops[1] + 1 + self.surface_distractors[1]
-        if self.name_pool_size < surface:
-            raise ValueError(f"name_pool_size: a test_surface problem may need {surface} names")
-        if self.name_pool_size - self.surface_names < most:
-            raise ValueError(
-                f"name_pool_size - surface_names = {self.name_pool_size - self.surface_names} training "
-                f"names, but a problem may need {most}; raise name_pool_size or lower the operation or "
-                "distractor counts"
-            )
-        if sum(self.op_weights.values()) <= 0:
-            raise ValueError("op_weights: at least one operation needs a positive weight")
-        return self
 
 
 @dataclass
@@ -312,3 +249,8 @@ def write_splits(cfg: TestbedConfig, seed: int, out_dir: Path) -> dict[str, int]
     out_dir = Path(out_dir)
     splits = make_splits(cfg, seed)
     return {split: write_jsonl(out_dir / f"{split}.jsonl", qs) for split, qs in splits.items()}
+
+
+def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
+    """The testbed stage in a run folder: ``testbed/<split>.jsonl`` for every split."""
+    return {"splits": write_splits(cfg.testbed, cfg.run.seed, runs.testbed_dir(run_dir))}

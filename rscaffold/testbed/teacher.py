@@ -14,46 +14,12 @@ import random
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
+from rscaffold.config import ScriptedConfig
 from rscaffold.schema import InputError, Question, Step, Trace
 from rscaffold.signals import Signal
 from rscaffold.testbed.discourse import BODIES, MISREAD, OPENERS, SIGNAL, WHY
 from rscaffold.testbed.graph import SYMBOL, apply, is_ref
 from rscaffold.testbed.phrasing import cap
-
-
-class ScriptedConfig(BaseModel):
-    """Shares that shape the scripted teacher's traces; each is a probability per trace or per step."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    keyword_free_share: float = Field(
-        0.25, ge=0, le=1, description="Steps opening with no keyword of the paper's table."
-    )
-    other_keyword_share: float = Field(
-        0.06, ge=0, le=1, description="Steps opening with a keyword of another signal ('Wait, 5 + 3 is 8')."
-    )
-    detour_share: float = Field(0.2, ge=0, le=1, description="Traces with a wrong value, then a correction.")
-    wrong_share: float = Field(0.1, ge=0, le=1, description="Traces whose final answer is wrong.")
-    restate_facts: bool = Field(True, description="Computing steps restate the facts and values they use.")
-    plan_share: float = Field(0.8, ge=0, le=1, description="Traces with a planning step.")
-    result_share: float = Field(0.5, ge=0, le=1, description="Intermediate results in a step of their own.")
-    addition_share: float = Field(0.3, ge=0, le=1, description="Results followed by an elaboration.")
-    example_share: float = Field(0.5, ge=0, le=1, description="Traces with an illustrating example.")
-    recheck_share: float = Field(0.5, ge=0, le=1, description="Traces that re-check one result.")
-    opinion_share: float = Field(
-        0.7, ge=0, le=1, description="Traces with an opinion (about a distractor where one exists)."
-    )
-    contrast_share: float = Field(
-        0.6, ge=0, le=1, description="Traces with a Contrast step (any detour adds one more)."
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> ScriptedConfig:
-        if self.keyword_free_share + self.other_keyword_share > 1:
-            raise ValueError("keyword_free_share + other_keyword_share must not exceed 1")
-        return self
 
 
 class _Script:

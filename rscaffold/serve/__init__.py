@@ -1,0 +1,67 @@
+"""`rscaffold serve`: an OpenAI-compatible HTTP server (``/v1/models``, ``/v1/chat/completions``).
+
+It hosts the scripted teacher (answers in ``reasoning_content`` and ``content``, as DeepSeek sends
+them), a scripted judge, a fixed ``echo`` model and any local Hugging Face causal LM. It binds
+127.0.0.1 unless told otherwise; a bearer token (read from an environment variable) is optional.
+Fault injection (429 with Retry-After, 500, delays, truncated or garbage bodies, dropped connections) and a request
+counter (``/v1/_stats``) serve tests and drills of the client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rscaffold.config import Config, ScriptedConfig, ServeConfig
+
+
+@contextmanager
+def serve_in_thread(
+    cfg: ServeConfig, scripted: ScriptedConfig | None = None, seed: int = 0, decode: Any = None
+) -> Iterator[str]:
+    """Run the server in a background thread (tests, benchmarks); yields its base URL (``.../v1``)."""
+    import uvicorn
+
+    from rscaffold.serve.app import app_from_config
+
+    app = app_from_config(cfg, scripted, seed, decode)
+    server = uvicorn.Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the server did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{cfg.host}:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``rscaffold serve`` (each overrides its ``serve.*`` key)."""
+    parser.add_argument("--host", help="interface to bind (serve.host, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="TCP port (serve.port)")
+    parser.add_argument("--questions", help="testbed questions file or folder for the scripted teacher")
+    parser.add_argument("--hf-model", help="folder of a local Hugging Face causal LM to host")
+    parser.add_argument("--student", help="folder of a trained student (rscaffold train) to host")
+    parser.add_argument("--token-env", help="environment variable holding the bearer token to require")
+
+
+def cmd_serve(args: argparse.Namespace, cfg: Config) -> int:
+    """``rscaffold serve``: the ``serve`` section, with ``generate.scripted``, ``run.seed`` and ``decode``."""
+    import uvicorn
+
+    from rscaffold.serve.app import app_from_config
+
+    given = {k: getattr(args, k, None) for k in ("host", "port", "questions", "hf_model", "student", "token_env")}
+    section = cfg.serve.model_copy(update={k: v for k, v in given.items() if v is not None})
+    app = app_from_config(section, cfg.generate.scripted, cfg.run.seed, cfg.decode)
+    uvicorn.run(app, host=section.host, port=section.port, log_level="info", access_log=False)
+    return 0

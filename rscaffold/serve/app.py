@@ -1,0 +1,216 @@
+"""The FastAPI app behind `rscaffold serve`: endpoints, streaming, faults, the request counter.
+
+Imported only when a server starts, so reading the config does not load FastAPI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.requests import ClientDisconnect
+
+from rscaffold.config import DecodeConfig, FaultConfig, ScriptedConfig, ServeConfig
+from rscaffold.serve.doubles import Model, UnknownRequest, build_models
+
+
+class Stats:
+    """Requests received and answered, by status and by request fingerprint (canonical body hash)."""
+
+    def __init__(self) -> None:
+        self.status: Counter[str] = Counter()
+        self.answered: Counter[str] = Counter()
+        self.received = 0
+
+    def report(self, detail: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"received": self.received, "by_status": dict(self.status)}
+        out["answered"] = sum(self.answered.values())
+        out["repeats"] = sum(n - 1 for n in self.answered.values() if n > 1)
+        if detail:
+            out["fingerprints"] = dict(self.answered)
+        return out
+
+
+def fingerprint(body: dict[str, Any]) -> str:
+    """SHA-256 of the request body as canonical JSON (tests compute it from the cached requests)."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _usage(body: dict[str, Any], message: dict[str, str]) -> dict[str, Any]:
+    """Token counts by whitespace words: enough for ledgers and rate limits in tests."""
+    prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages") or [])
+    reasoning = len(message.get("reasoning_content", "").split())
+    completion = reasoning + len(message.get("content", "").split())
+    details = {"reasoning_tokens": reasoning}
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion} | {
+        "completion_tokens_details": details
+    }
+
+
+def _completion(body: dict[str, Any], message: dict[str, str]) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{fingerprint(body)[:16]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model"),
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "usage": _usage(body, message),
+    }
+
+
+def _chunks(body: dict[str, Any], message: dict[str, str]) -> Iterator[str]:
+    """Server-sent events of a streamed answer: reasoning pieces, then content pieces, then [DONE]."""
+    base = {"id": f"chatcmpl-{fingerprint(body)[:16]}", "object": "chat.completion.chunk", "model": body.get("model")}
+
+    def event(delta: dict[str, str], finish: str | None = None, **extra: Any) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return f"data: {json.dumps({**base, 'choices': [choice], **extra})}\n\n"
+
+    yield event({"role": "assistant"})
+    for field in ("reasoning_content", "content"):
+        for piece in _pieces(message.get(field, "")):
+            yield event({field: piece})
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    yield event({}, "stop", **({"usage": _usage(body, message)} if include_usage else {}))
+    yield "data: [DONE]\n\n"
+
+
+def _live_chunks(body: dict[str, Any], deltas: Iterator[dict[str, Any]]) -> Iterator[str]:
+    """Server-sent events of a model that yields its own deltas (a student's steps, then its answer);
+    Starlette runs this generator in a worker thread, so decoding does not block the event loop."""
+    base = {"id": f"chatcmpl-{fingerprint(body)[:16]}", "object": "chat.completion.chunk", "model": body.get("model")}
+
+    def event(delta: dict[str, Any], finish: str | None = None) -> str:
+        return f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': delta, 'finish_reason': finish}]})}\n\n"
+
+    yield event({"role": "assistant"})
+    for delta in deltas:
+        yield event(delta)
+    yield event({}, "stop")
+    yield "data: [DONE]\n\n"
+
+
+def _pieces(text: str) -> Iterator[str]:
+    """Word-sized pieces, whitespace kept, so joining the deltas gives the text back."""
+    start = 0
+    for i, ch in enumerate(text):
+        if ch.isspace() and i + 1 < len(text) and not text[i + 1].isspace():
+            yield text[start : i + 1]
+            start = i + 1
+    if start < len(text):
+        yield text[start:]
+
+
+def create_app(cfg: ServeConfig, models: dict[str, Model], token: str | None = None) -> Any:
+    """The FastAPI app; ``token``: the bearer token clients must send (none: open)."""
+    app = FastAPI(title="rscaffold serve")
+    stats, faults = Stats(), cfg.faults
+    rng = random.Random(faults.seed)
+    app.state.stats = stats
+
+    def error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> Any:
+        stats.status[str(status)] += 1
+        return JSONResponse({"error": {"message": message, "type": kind}}, status, headers=headers)
+
+    def authorised(request: Request) -> bool:
+        return token is None or request.headers.get("authorization") == f"Bearer {token}"
+
+    @app.get("/v1/models")
+    async def list_models(request: Request) -> Any:
+        if not authorised(request):
+            return error(401, "missing or wrong bearer token", "authentication_error")
+        return {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "rscaffold"} for m in models]}
+
+    @app.get("/v1/_stats")
+    async def get_stats(detail: bool = False) -> Any:
+        return stats.report(detail)
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Any:
+        stats.received += 1
+        if not authorised(request):
+            return error(401, "missing or wrong bearer token", "authentication_error")
+        try:
+            body = await request.json()
+        except ValueError:
+            return error(400, "body is not JSON", "invalid_request_error")
+        except ClientDisconnect:  # a killed client: nothing to answer
+            stats.status["client-gone"] += 1
+            return Response(status_code=499)
+        if faults.delay_ms or faults.delay_jitter_ms:
+            await asyncio.sleep((faults.delay_ms + rng.uniform(0, faults.delay_jitter_ms)) / 1000)
+        model = models.get(body.get("model")) if isinstance(body, dict) else None
+        if model is None:
+            return error(404, f"unknown model; known: {', '.join(models)}", "invalid_request_error")
+        u = rng.random()
+        if u < faults.share_429:
+            return error(429, "rate limited (injected)", "rate_limit_error", {"Retry-After": str(faults.retry_after_s)})
+        if u < faults.share_429 + faults.share_500:
+            return error(500, "internal error (injected)", "server_error")
+        if body.get("stream") and hasattr(model, "stream"):  # a student streams its steps as it writes them
+            stats.status["200"] += 1
+            stats.answered[fingerprint(body)] += 1
+            return StreamingResponse(_live_chunks(body, model.stream(body)), media_type="text/event-stream")
+        try:
+            message = await asyncio.to_thread(model, body) if _slow(model) else model(body)
+        except UnknownRequest as e:
+            return error(400, str(e), "invalid_request_error")
+        u -= faults.share_429 + faults.share_500
+        if u < faults.share_truncated + faults.share_garbage + faults.share_dropped:
+            stats.status["200-broken"] += 1
+            return _broken(u, faults, body, message)
+        stats.status["200"] += 1
+        stats.answered[fingerprint(body)] += 1
+        if body.get("stream"):
+            return StreamingResponse(_chunks(body, message), media_type="text/event-stream")
+        return _completion(body, message)
+
+    return app
+
+
+def _broken(u: float, faults: FaultConfig, body: dict[str, Any], message: dict[str, str]) -> Response:
+    """A 200 whose body is cut in half, is not JSON, or stops mid-way as the connection drops."""
+    stream = bool(body.get("stream"))
+    media = "text/event-stream" if stream else "application/json"
+    text = "".join(_chunks(body, message)) if stream else json.dumps(_completion(body, message))
+    if u < faults.share_truncated:
+        return Response(text[: len(text) // 2], 200, media_type=media)
+    if u < faults.share_truncated + faults.share_garbage:
+        return Response("<html>upstream hiccup</html>", 200, media_type=media)
+
+    async def dropping() -> AsyncIterator[bytes]:
+        yield text[: len(text) // 2].encode()
+        raise ConnectionAbortedError("connection dropped (injected fault)")
+
+    return StreamingResponse(dropping(), 200, {"content-length": str(len(text.encode()))}, media_type=media)
+
+
+def _slow(model: Model) -> bool:
+    """Models that compute for long run in a worker thread, so the event loop keeps serving."""
+    return type(model).__name__ in ("HfChat", "StudentChat")
+
+
+def app_from_config(
+    cfg: ServeConfig, scripted: ScriptedConfig | None = None, seed: int = 0, decode: DecodeConfig | None = None
+) -> Any:
+    """``decode``: the DecodeConfig a hosted student decodes with (defaults when None)."""
+    scripted = scripted or ScriptedConfig()
+    models = build_models(cfg.questions, scripted, seed, cfg.hf_model, cfg.faults.judge_invalid_share)
+    if cfg.student:
+        from pathlib import Path
+
+        from rscaffold.config import DecodeConfig
+        from rscaffold.serve.student import StudentChat
+
+        models[Path(cfg.student).name] = StudentChat(cfg.student, decode or DecodeConfig())
+    token = os.environ.get(cfg.token_env) if cfg.token_env else None
+    return create_app(cfg, models, token)

@@ -1,0 +1,121 @@
+"""label-report: coverage, distributions, accuracy against truth, kappa, Thought Anchors tags."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from rscaffold.config import LabelConfig
+from rscaffold.label import run_policy
+from rscaffold.label.learned import scripted_traces
+from rscaffold.label.quality import (
+    FUNCTION_TAGS,
+    accuracy,
+    agreement,
+    cmd_label_report,
+    kappa,
+    load_function_tags,
+    report_file,
+    step_tags,
+)
+from rscaffold.schema import InputError, Step, Trace, write_jsonl
+from rscaffold.signals import Signal
+
+
+def _args(**kw) -> argparse.Namespace:
+    base = {
+        "files": [],
+        "json": False,
+        "against_truth": False,
+        "compare": None,
+        "function_tags": None,
+        "labeller": None,
+    }
+    return argparse.Namespace(**(base | kw))
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory) -> tuple[Path, Path]:
+    """The same 40 scripted traces labelled twice: keywords only, and the default policy."""
+    folder = tmp_path_factory.mktemp("report")
+    traces = scripted_traces(40, seed=99)
+    write_jsonl(folder / "kw.jsonl", run_policy(traces, LabelConfig(learned=None)))
+    write_jsonl(folder / "full.jsonl", run_policy(traces, LabelConfig()))
+    return folder / "kw.jsonl", folder / "full.jsonl"
+
+
+def test_kappa_known_values():
+    assert kappa(Counter({("a", "a"): 10, ("b", "b"): 10})) == 1.0
+    # observed 0.7, expected 0.5 -> kappa 0.4
+    assert kappa(Counter({("a", "a"): 35, ("a", "b"): 15, ("b", "a"): 15, ("b", "b"): 35})) == 0.4
+
+
+def test_agreement_ignores_unlabelled_steps_and_builds_the_confusion():
+    a = agreement(Counter({("contrast", "contrast"): 3, ("contrast", "reasoning"): 1, ("none", "reasoning"): 5}))
+    assert (a["steps"], a["compared"], a["agreement"]) == (9, 4, 0.75)
+    assert a["confusion"] == {"contrast": {"contrast": 3, "reasoning": 1}}
+
+
+def test_accuracy_checks_the_issue_targets():
+    good = accuracy(Counter({("reasoning", "reasoning"): 96, ("reasoning", "none"): 4, ("opinion", "opinion"): 9}))
+    assert good["meets_target"] and good["by_signal"]["reasoning"] == 0.96
+    bad = accuracy(Counter({("reasoning", "reasoning"): 100, ("opinion", "opinion"): 8, ("opinion", "contrast"): 2}))
+    assert not bad["meets_target"]
+
+
+def test_report_of_a_testbed_file(labelled):
+    kw, full = labelled
+    s = report_file(full)
+    assert s["coverage"]["labelled"] == 1.0 and set(s["coverage"]["by"]) <= {"keyword", "learned"}
+    assert s["coverage_by_source"]["scripted"]["steps"] == s["coverage"]["steps"]
+    assert s["truth"]["meets_target"]
+    assert abs(sum(s["signal_distribution"].values()) - 1) < 1e-3
+    assert report_file(kw)["coverage"]["labelled"] < 0.9
+
+
+def test_command_prints_truth_and_compare(labelled, capsys):
+    kw, full = labelled
+    assert cmd_label_report(_args(files=[full], against_truth=True, compare=[kw, full])) == 0
+    text = capsys.readouterr().out
+    assert "against true signals" in text and "meets the target" in text and "Cohen's kappa" in text
+    assert cmd_label_report(_args(files=[kw], json=True)) == 0
+    assert "coverage" in json.loads(capsys.readouterr().out)[str(kw)]
+
+
+def test_against_truth_needs_true_signals(tmp_path):
+    path = tmp_path / "t.jsonl"
+    write_jsonl(path, [Trace(question_id="q", thinking="a", steps=[Step(text="a")])])
+    with pytest.raises(InputError, match="true signal"):
+        cmd_label_report(_args(files=[path], against_truth=True))
+
+
+def test_step_tags_align_sentence_chunks_to_steps():
+    texts = ["Okay, the problem. It asks for x.", "Compute 2 + 3 = 5.", "Wait, maybe not."]
+    trace = Trace(
+        question_id="q",
+        thinking="\n\n".join(texts),
+        steps=[Step(text=t, sep="\n\n" if i < 2 else "") for i, t in enumerate(texts)],
+    )
+    chunks = [
+        {"chunk": "Okay, the problem.", "function_tags": ["problem_setup"]},
+        {"chunk": "It asks for x.", "function_tags": ["fact_retrieval"]},
+        {"chunk": "missing text", "function_tags": ["self_checking"]},
+        {"chunk": "Compute 2 + 3 = 5.", "function_tags": ["result_consolidation"]},
+        {"chunk": "Wait, maybe not.", "function_tags": ["uncertainty_management"]},
+    ]
+    assert step_tags(trace, chunks) == [Signal.REASONING, Signal.CONCLUSION, Signal.CONTRAST]
+
+
+def test_mapping_covers_every_tag_of_the_shared_chunks(shared_traces):
+    tags = load_function_tags(shared_traces / "thought_anchors_math" / "chunks_labeled")
+    seen = {t for chunks in tags.values() for c in chunks for t in c.get("function_tags", [])}
+    assert seen <= set(FUNCTION_TAGS)
+
+
+def test_command_prints_the_labellers_held_out_accuracy(capsys):
+    assert cmd_label_report(_args(labeller="default")) == 0
+    assert "keyword/real" in capsys.readouterr().out
