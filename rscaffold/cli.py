@@ -76,9 +76,10 @@ FILE_RUNNERS: dict[str, Callable[[Config, Path | None, Path], dict[str, Any]]] =
 }
 FILE_ONLY = {
     "train": ("recipe", "resume"),
-    "decode": ("student", "source", "tau", "predictor", "golden", "train_traces"),
+    "decode": ("student", "source", "predictor", "golden", "train_traces"),
 }
-"""Options of the file form only: a run folder takes them from ``experiment.*``."""
+"""Options of the file form only: a run folder takes them from ``experiment.*`` (``--tau`` sets
+``decode.tau``, the gate of every variant without its own)."""
 
 
 def _file_stage(stage: str, cfg: Config, args: argparse.Namespace) -> dict[str, Any]:

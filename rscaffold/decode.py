@@ -404,9 +404,13 @@ def _variant_config(cfg: DecodeConfig, v: ExperimentVariant, seed: int) -> Decod
 
 def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
     """The decode stage in a run folder: every variant of ``experiment.variants`` for every seed its
-    student (and predictor) was trained for, on its splits, into ``decoded/``; a file already there is kept."""
+    student (and predictor) was trained for, on its splits, into ``decoded/``; a file already there is
+    kept. The golden traces of the splits that golden variants decode are made first; every row decoded
+    on such a split records the golden signals (evaluate's next-signal metrics compare against them)."""
     exp = cfg.experiment
     seeds = {s.name: s.seeds or exp.seeds for s in exp.students}
+    for split in sorted({s for v in exp.variants if v.source == "golden" for s in (v.splits or exp.splits)}):
+        golden_traces(cfg, run_dir, split)
     written = 0
     for seed in exp.seeds:
         for v in exp.variants:
@@ -417,8 +421,9 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
                 out = runs.decoded(run_dir, runs.Decoding(v.student, seed, v.name, split))
                 if out.exists():
                     continue
+                golden = runs.golden(run_dir, split)  # where there are golden traces, every row records them
                 extras = {
-                    "golden": golden_traces(cfg, run_dir, split) if v.source == "golden" else None,
+                    "golden": golden if golden.exists() else None,
                     "train_traces": runs.labelled(run_dir),
                     "predictor": runs.student_dir(run_dir, v.predictor, seed) if v.predictor else None,
                 }

@@ -48,6 +48,8 @@ def test_demo_runs_every_step(demo_run, capsys):
     for variant in ("golden", "random", "none", "summaries"):
         assert (run / "decoded" / f"scaffold-s0__{variant}__test_id.jsonl").exists()
     assert (run / "golden" / "test_id.jsonl").exists()
+    first = json.loads((run / "decoded" / "scaffold-s0__none__test_id.jsonl").read_text().splitlines()[0])
+    assert first["metadata"]["golden_signals"], "rows on a split with golden traces record the golden signals"
     results = json.loads((run / "results.json").read_text())
     variants = {(e["student"], e["variant"], e["split"]) for e in results["entries"]}
     assert ("scaffold", "golden", "test_id") in variants

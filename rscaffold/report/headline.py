@@ -56,26 +56,26 @@ def paired_difference(a: dict, b: dict, samples: int = 2000, seed: int = 0) -> d
     return {"mean": float(d.mean()), "lo": float(lo), "hi": float(hi), "n": len(d)}
 
 
-def _rows(demo: ExperimentConfig) -> list[str]:
-    return sorted({f"{v.student}__{v.name}" for v in demo.variants})
+def _rows(exp: ExperimentConfig) -> list[str]:
+    return sorted({f"{v.student}__{v.name}" for v in exp.variants})
 
 
-def headline(run: Path, demo: ExperimentConfig) -> dict[str, Any]:
+def headline(run: Path, exp: ExperimentConfig) -> dict[str, Any]:
     """Per split: trivial rate, every row pooled over seeds, and the comparisons fixed in advance:
     ``experiment.comparisons`` and (c) each signal-quality row minus the reference row, paired differences
     over the same seeds and questions with bootstrap intervals."""
-    rows = _rows(demo)
-    splits = list(dict.fromkeys([*demo.splits, *(s for v in demo.variants for s in (v.splits or []))]))
-    fixed = [*demo.comparisons]
-    fixed += [Comparison(name=f"(c) signal quality: {r}", a=r, b=demo.reference) for r in demo.signal_quality]
-    out: dict[str, Any] = {"seeds": demo.seeds, "splits": {}}
+    rows = _rows(exp)
+    splits = list(dict.fromkeys([*exp.splits, *(s for v in exp.variants for s in (v.splits or []))]))
+    fixed = [*exp.comparisons]
+    fixed += [Comparison(name=f"(c) signal quality: {r}", a=r, b=exp.reference) for r in exp.signal_quality]
+    out: dict[str, Any] = {"seeds": exp.seeds, "splits": {}}
     for split in splits:
         questions = runs.questions(run, split)
         if not questions.exists():
             continue
         share, answer, n = trivial_rate(questions)
         entry: dict[str, Any] = {"questions": n, "trivial": {"rate": share, "answer": answer}, "rows": {}}
-        scored = {row: _scored(run, row, split, demo.seeds) for row in rows}
+        scored = {row: _scored(run, row, split, exp.seeds) for row in rows}
         for row, marks in scored.items():
             if marks:
                 entry["rows"][row] = bootstrap_ci([float(x) for x in marks.values()], samples=2000)
