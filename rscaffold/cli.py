@@ -12,7 +12,9 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +29,14 @@ _OVERRIDE = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)*=")
 
 
 # -- config ---------------------------------------------------------------------------------------
+
+
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists; False for a name the system cannot look up (too long, a NUL byte)."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _config(args: argparse.Namespace, shortcuts: dict[str, Any] | None = None) -> Config:
@@ -91,7 +101,7 @@ def _file_stage(stage: str, cfg: Config, args: argparse.Namespace) -> dict[str, 
             "--output DIR" if stage == "testbed" else ("--input FILE --output FILE" if needs_input else "--output FILE")
         )
         raise InputError(f"{stage}: give {what}, or --run-dir DIR")
-    if inp is not None and not inp.exists():
+    if inp is not None and not _exists(inp):
         raise InputError(f"{inp}: not found")
     if stage == "testbed":
         from rscaffold.testbed.problems import write_splits
@@ -397,11 +407,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     unknown = [a for a in rest if not _OVERRIDE.match(a)]
     for name in ("run_dirs",):  # positionals may have swallowed overrides
         if getattr(args, name, None):
-            overrides += [a for a in getattr(args, name) if _OVERRIDE.match(a) and not Path(a).exists()]
+            overrides += [a for a in getattr(args, name) if _OVERRIDE.match(a) and not _exists(Path(a))]
             setattr(args, name, [a for a in getattr(args, name) if a not in overrides])
             if not getattr(args, name):
                 parser.error(f"{args.command}: give at least one RUN_DIR")
-    if getattr(args, "file", None) is not None and _OVERRIDE.match(str(args.file)) and not args.file.exists():
+    if getattr(args, "file", None) is not None and _OVERRIDE.match(str(args.file)) and not _exists(args.file):
         overrides.insert(0, str(args.file))
         args.file = None
     if args.command == "testbed" and args.action not in (None, "make"):
@@ -417,6 +427,32 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread so that the stage unwinds as on Ctrl-C: temporary
+    files are removed and no output is half written."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    for sig in STOP_SIGNALS:  # a second signal would interrupt the clean-up of the first
+        signal.signal(sig, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of stdout went away (``rscaffold ... | head``): the Python docs' recipe, so that the
+    interpreter's last flush at exit does not fail again; 141 as for a process killed by SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     if not sys.stderr.isatty():  # before transformers loads: no per-load bars in logs (read once at import)
@@ -424,14 +460,26 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    main_thread = threading.current_thread() is threading.main_thread()  # where Python runs signal handlers
+    previous = {sig: signal.signal(sig, _terminate) for sig in STOP_SIGNALS} if main_thread else {}
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
+        return code
     except InputError as e:
         print(f"rscaffold: error: {e}", file=sys.stderr)
         return 2
+    except Terminated as e:
+        print(f"rscaffold: terminated ({e}); no partial output was written", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("rscaffold: interrupted; no partial output was written", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
 
 
 if __name__ == "__main__":

@@ -222,6 +222,9 @@ def read_predictions(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
                 raise InputError(f"{path}:{lineno}: field '{name}' missing")
         if not isinstance(obj["prediction"], str):
             raise InputError(f"{path}:{lineno}: field 'prediction': expected a string")
+        tokens = obj.get("tokens")
+        if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int | float)):
+            raise InputError(f"{path}:{lineno}: field 'tokens': expected a number")
         yield lineno, obj
 
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from rscaffold import runs
 from rscaffold.config import Config, GenerateConfig
 from rscaffold.runs import progress
-from rscaffold.schema import Question, Trace, atomic_writer, read_jsonl, write_jsonl
+from rscaffold.schema import Question, Trace, atomic_writer, prepare_output, read_jsonl, write_jsonl
 from rscaffold.teachers import rejection_filter
 from rscaffold.testbed.teacher import ScriptedTeacher
 
@@ -55,30 +55,27 @@ TEACHERS: dict[str, Callable[[GenerateConfig, int, OnFailure], Teacher]] = {
 def run_file(cfg: Config, inp: Path, out: Path) -> dict[str, Any]:
     """Traces of the questions in ``inp`` into ``out``, those whose final answer disagrees with the gold
     answer dropped (``generate.filter_wrong``). An item the teacher could not answer goes, with its
-    reason, into ``<out>.failures.jsonl`` the moment it fails (a crash loses none), the token ledger of
-    an API teacher into ``<out>.ledger.json``."""
+    reason, into ``<out>.failures.jsonl`` the moment it fails (a crash loses none); the file is rewritten
+    by each run and removed when nothing failed, so it never lists items a later run answered. The
+    token ledger of an API teacher goes into ``<out>.ledger.json``."""
     counts: Counter[str] = Counter(generated=0, kept=0, dropped_wrong=0, failed=0)
     failures_path = out.with_name(out.name + ".failures.jsonl")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(failures_path, "w", encoding="utf-8") as failures:
+    prepare_output(out)
+    try:
+        with open(failures_path, "w", encoding="utf-8") as failures:
 
-        def record(item: dict[str, Any]) -> None:
-            counts["failed"] += 1
-            failures.write(json.dumps(item) + "\n")
-            failures.flush()
+            def record(item: dict[str, Any]) -> None:
+                counts["failed"] += 1
+                failures.write(json.dumps(item) + "\n")
+                failures.flush()
 
-        teacher = TEACHERS[cfg.generate.teacher](cfg.generate, cfg.run.seed, record)
-        questions = read_jsonl(inp, Question)
-        if hasattr(teacher, "total"):  # API teachers draw their own progress bar, with failures and ETA
-            with open(inp, "rb") as f:
-                teacher.total = cfg.generate.api.n * sum(1 for line in f if line.strip())
-        else:
-            questions = progress(questions, "generate")
-        write_jsonl(out, rejection_filter(teacher.generate(questions), counts, cfg.generate.filter_wrong))
+            teacher = TEACHERS[cfg.generate.teacher](cfg.generate, cfg.run.seed, record)
+            write_jsonl(out, rejection_filter(_traces(teacher, inp, cfg), counts, cfg.generate.filter_wrong))
+    finally:  # also when interrupted or failed: no empty failures file is left behind
+        if not counts["failed"]:
+            failures_path.unlink(missing_ok=True)
     if counts["failed"]:
         log.warning("generate: %d items failed; reasons in %s", counts["failed"], failures_path)
-    else:
-        failures_path.unlink()
     summary: dict[str, Any] = {"teacher": cfg.generate.teacher, **counts}
     ledger = getattr(teacher, "ledger", None)
     if ledger is not None:
@@ -86,6 +83,17 @@ def run_file(cfg: Config, inp: Path, out: Path) -> dict[str, Any]:
         with atomic_writer(out.with_name(out.name + ".ledger.json")) as f:
             json.dump(summary, f, indent=2)
     return summary
+
+
+def _traces(teacher: Teacher, inp: Path, cfg: Config) -> Iterator[Trace]:
+    """The teacher's traces of the questions in ``inp``, with a progress bar."""
+    questions = read_jsonl(inp, Question)
+    if hasattr(teacher, "total"):  # API teachers draw their own progress bar, with failures and ETA
+        with open(inp, "rb") as f:
+            teacher.total = cfg.generate.api.n * sum(1 for line in f if line.strip())
+    else:
+        questions = progress(questions, "generate")
+    return teacher.generate(questions)
 
 
 def run(cfg: Config, run_dir: Path) -> dict[str, Any]:

@@ -40,8 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rscaffold.base_models import load_base
+from rscaffold.base_models import BASES, base_kind, load_base
 from rscaffold.config import BuildConfig, ModelConfig
+from rscaffold.config.data import is_file
 from rscaffold.schema import InputError
 from rscaffold.signals import SIGNAL_TEXT, TITLES, Signal
 from rscaffold.tokenizer import IGNORE, load_tokenizer
@@ -229,7 +230,7 @@ def load_student(path: str | Path, device: str | torch.device | None = None) -> 
     else:
         from transformers import AutoModelForCausalLM
 
-        lm = AutoModelForCausalLM.from_pretrained(str(path), dtype="float32")
+        lm = AutoModelForCausalLM.from_pretrained(str(path), dtype="float32", use_safetensors=True)
     model = Proposer(lm, len(meta["signals"]), meta["signal_embedding"], meta["signal_head"])
     if (path / SIGNAL_FILE).exists():
         missing, _ = model.load_state_dict(load_file(str(path / SIGNAL_FILE)), strict=False)
@@ -299,7 +300,7 @@ def student_from_folder(path: str | Path, device: str | None = None, prompt_temp
     A path without ``rscaffold_student.json`` (a base name such as ``smollm2``, a hub id, a plain
     Hugging Face folder) is the untrained base model, the paper's "Original" row: see :func:`base_student`.
     """
-    if not (Path(path) / META_FILE).is_file():
+    if not is_file(str(Path(path) / META_FILE)):
         return base_student(str(path), device, prompt_template)
     model, tokenizer, meta = load_student(path, device)
     template = meta.get("prompt_template") or "{question}"
@@ -328,15 +329,23 @@ def answer_budget(meta: dict[str, Any]) -> int:
 def base_student(name: str, device: str | None = None, prompt_template: str | None = None) -> Student:
     """An untrained base model (``model.base`` names: ``smollm2``, ``testbed``, a hub id or a folder) as
     decoding needs it: no signal layers, so it decodes freely (source none), with the students' prompt
-    template (``build.prompt_template``; its default when None)."""
+    template (``build.prompt_template``; its default when None).
+
+    A name that is none of these fails at once, without asking the hub (see :func:`base_kind`)."""
     template = prompt_template or BuildConfig().prompt_template
+    if base_kind(name) is None:
+        names = ", ".join(BASES)
+        raise InputError(f"{name}: neither a trained student folder, a base model name ({names}) nor a hub id")
+    if name == "tiny":
+        raise InputError("tiny: an untrained tiny model has random weights and no tokenizer; decode a trained student")
     try:
         lm, tokenizer, info = load_base(ModelConfig(base=name))
     except InputError:
         raise
-    except (OSError, ValueError) as e:  # no such folder or hub id, or tiny (a random model, no tokenizer)
+    except (OSError, ValueError) as e:  # a folder that is not a model, an unknown or unreachable hub id
+        why = (str(e).strip().splitlines() or [""])[0]
         raise InputError(
-            f"{name}: neither a trained student folder nor a base model ({type(e).__name__}: {e})"
+            f"{name}: neither a trained student folder nor a loadable base model ({type(e).__name__}: {why})"
         ) from None
     return Student(
         lm=lm.to(device or "cpu").eval(),

@@ -160,6 +160,22 @@ def git_sha() -> str | None:
     return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+_USERINFO = re.compile(r"://[^/?#@\s]*@")
+_SECRET_OPTION = re.compile(r"^(--)?[\w.-]*(key|token|secret|password)=", re.IGNORECASE)
+
+
+def command() -> list[str]:
+    """The command line as the manifest records it: credentials in a URL and the values of ``*key=``,
+    ``*token=``, ``*secret=``, ``*password=`` arguments masked (the config refuses them; this is the
+    second line of defence for what it cannot see)."""
+    out = []
+    for arg in sys.argv:
+        arg = _USERINFO.sub("://***@", arg)
+        m = _SECRET_OPTION.match(arg)
+        out.append(m.group(0) + "***" if m else arg)
+    return out
+
+
 def record_stage(run_dir: Path, cfg: Config, stage: str, summary: dict[str, Any]) -> None:
     """Write the resolved config and add this stage to the run folder's manifest."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -167,7 +183,7 @@ def record_stage(run_dir: Path, cfg: Config, stage: str, summary: dict[str, Any]
         f.write(dump_config(cfg))
     path = run_dir / "manifest.json"
     manifest = json.loads(path.read_text()) if path.exists() else {"stages": []}
-    manifest.update(versions=versions(), git_sha=git_sha(), command=sys.argv)
+    manifest.update(versions=versions(), git_sha=git_sha(), command=command())
     manifest["stages"].append({"stage": stage, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **summary})
     with atomic_writer(path) as f:
         json.dump(manifest, f, indent=2)

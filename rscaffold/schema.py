@@ -7,8 +7,11 @@ is complete (written to a temporary file, then renamed).
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -149,6 +152,10 @@ def read_json_objects(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise InputError(f"{path}:{lineno}: invalid JSON: {e.msg} at column {e.colno}") from None
+        except RecursionError:
+            raise InputError(f"{path}:{lineno}: invalid JSON: nested too deeply") from None
+        except ValueError as e:  # e.g. an integer of more digits than Python converts
+            raise InputError(f"{path}:{lineno}: invalid JSON: {str(e).splitlines()[0]}") from None
         if not isinstance(obj, dict):
             raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
         yield lineno, obj
@@ -171,19 +178,79 @@ def read_jsonl(path: str | os.PathLike[str], kind: type[R]) -> Iterator[R]:
 
 @contextmanager
 def atomic_writer(path: str | os.PathLike[str], mode: str = "w") -> Iterator[Any]:
-    """Open a temporary file beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Open a temporary file beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The temporary file is ``.{name}.{pid}.*.tmp``: the temporary files of a killed writer (whose pid is
+    gone) are removed the next time ``path`` is written. The output gets the mode a plain ``open``
+    would give it (0o666 less the umask), not mkstemp's 0o600. A folder or an unwritable place is an
+    InputError, raised before the caller's block runs.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    prepare_output(path)
+    try:
+        _remove_stale_temp_files(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise InputError(f"{path}: cannot write there ({e.strerror or e})") from None
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
             yield f
             f.flush()
+            with contextlib.suppress(OSError):  # a file system without modes (FAT, some network mounts)
+                os.fchmod(f.fileno(), 0o666 & ~_umask())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def prepare_output(path: Path) -> None:
+    """Create the folder of the file ``path``; an InputError that says why if ``path`` cannot be a file."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give the path of a file to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next(p for p in path.parents if p.exists())
+        raise InputError(f"{path}: cannot write there ({blocker} is a file, not a folder)") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot write there ({e.strerror or e})") from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):  # also a read-only file system
+        raise InputError(f"{path}: cannot write there (no permission to write in {path.parent})")
+
+
+def _remove_stale_temp_files(path: Path) -> None:
+    """Remove the temporary files of ``path`` left by writers that no longer run (killed with SIGKILL)."""
+    mine = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[^.]+\.tmp")
+    for sibling in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        found = mine.fullmatch(sibling.name)
+        if found and not _alive(int(found.group(1))):
+            sibling.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's process; a number too big to be a pid
+        return True
+    return True
+
+
+def _umask() -> int:
+    """The process's umask; read from /proc where it can be, since os.umask reads it only by setting it."""
+    try:
+        with open("/proc/self/status", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_jsonl(path: str | os.PathLike[str], records: Iterable[Record]) -> int:

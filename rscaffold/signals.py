@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from functools import cache, cached_property
 from importlib import resources
+from pathlib import Path
 
 
 class Signal(IntEnum):
@@ -105,25 +106,38 @@ def _compile(keywords: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(rf"{_PREFIX}({body})(?![\w'’])", re.IGNORECASE)
 
 
+class LexiconError(ValueError):
+    """A lexicon that cannot be read or parsed; the message names the file, the line and what is wrong."""
+
+
 @cache
 def load_lexicon(name: str) -> Lexicon:
     """Load a shipped lexicon by name, or a TSV file by path."""
+    return _load(name, ())
+
+
+def _load(name: str, chain: tuple[str, ...]) -> Lexicon:
+    """A lexicon; ``chain``: the lexicons whose ``# extends:`` led here (a loop is an error)."""
+    if name in chain:
+        raise LexiconError(f"{name}: '# extends:' loops back to it ({' -> '.join((*chain, name))})")
     if name in LEXICONS:
         text = resources.files("rscaffold").joinpath(f"lexicons/{name}.tsv").read_text("utf-8")
-        source = name
-    else:
-        try:
-            with open(name, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise ValueError(
-                f"lexicon {name!r}: not one of {', '.join(LEXICONS)} and not a readable file ({e.strerror})"
-            ) from e
-        source = name
-    return parse_lexicon(text, source)
+        return parse_lexicon(text, name, (*chain, name))
+    try:
+        data = Path(name).read_bytes()
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
+        why = e.strerror if isinstance(e, OSError) else e
+        known = ", ".join(LEXICONS)
+        raise LexiconError(f"lexicon {name!r}: not one of {known} and not a readable file ({why})") from None
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise LexiconError(f"{name}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x})") from None
+    return parse_lexicon(text, name, (*chain, name))
 
 
-def parse_lexicon(text: str, source: str) -> Lexicon:
+def parse_lexicon(text: str, source: str, chain: tuple[str, ...] = ()) -> Lexicon:
     """Parse ``keyword<TAB>signal<TAB>reason`` lines.
 
     ``# version: X`` names the version; ``# extends: NAME`` first takes every entry of lexicon NAME.
@@ -132,28 +146,40 @@ def parse_lexicon(text: str, source: str) -> Lexicon:
     version = "unversioned"
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
+        where = f"{source}:{lineno}"
         if line.startswith("# version:"):
             version = line.split(":", 1)[1].strip()
         if line.startswith("# extends:"):
-            entries.update(load_lexicon(line.split(":", 1)[1].strip()).entries)
+            try:
+                entries.update(_load(line.split(":", 1)[1].strip(), chain or (source,)).entries)
+            except LexiconError as e:
+                raise LexiconError(f"{where}: # extends: {e}") from None
         if not line or line.startswith("#"):
             continue
-        cells = raw.split("\t")
-        if len(cells) < 2:
-            raise ValueError(f"{source}:{lineno}: expected 'keyword<TAB>signal[<TAB>reason]', got {raw!r}")
-        keyword = _normalise(cells[0])
-        try:
-            signal = Signal.parse(cells[1])
-        except ValueError as e:
-            raise ValueError(f"{source}:{lineno}: field 'signal': {e}") from None
-        if signal is Signal.RESPONSE:
-            raise ValueError(f"{source}:{lineno}: Response Generation has no keywords (it is the answer step)")
+        keyword, signal, reason = _entry(raw, where)
         if keyword in entries and entries[keyword][0] is not signal:
-            raise ValueError(f"{source}:{lineno}: keyword {keyword!r} already maps to {entries[keyword][0].key}")
-        entries[keyword] = (signal, cells[2].strip() if len(cells) > 2 else "")
+            raise LexiconError(f"{where}: keyword {keyword!r} already maps to {entries[keyword][0].key}")
+        entries[keyword] = (signal, reason)
     if not entries:
-        raise ValueError(f"{source}: no keywords")
+        raise LexiconError(f"{source}: no keywords")
     return Lexicon(name=source, version=version, entries=entries)
+
+
+def _entry(raw: str, where: str) -> tuple[str, Signal, str]:
+    """One ``keyword<TAB>signal[<TAB>reason]`` line."""
+    cells = raw.split("\t")
+    if len(cells) < 2:
+        raise LexiconError(f"{where}: expected 'keyword<TAB>signal[<TAB>reason]': the signal column is missing")
+    keyword = _normalise(cells[0])
+    if not keyword:
+        raise LexiconError(f"{where}: empty keyword (nothing before the tab)")
+    try:
+        signal = Signal.parse(cells[1])
+    except ValueError as e:
+        raise LexiconError(f"{where}: field 'signal': {e}") from None
+    if signal is Signal.RESPONSE:
+        raise LexiconError(f"{where}: Response Generation has no keywords (it is the answer step)")
+    return keyword, signal, cells[2].strip() if len(cells) > 2 else ""
 
 
 SIGNAL_TEXT = "[{title}] "

@@ -9,7 +9,9 @@ paper's generative signal predictor, initialised from the trained proposer), ``c
 
 The loop is plain PyTorch on an ``Accelerator``, so ``accelerate launch`` gives DDP, FSDP or DeepSpeed
 unchanged: gradient accumulation, bf16 autocast, a cosine schedule with warmup, completion-only loss,
-length-bucketed batches, a progress bar, Accelerate trackers, checkpoints every N steps and ``--resume``.
+length-bucketed batches, a progress bar, Accelerate trackers. Checkpoints (every ``train.checkpoint_every``
+steps and ``train.checkpoint_minutes``, one process or DDP) are safetensors and JSON, never pickle, and
+renamed into place when complete; ``--resume`` continues from the newest complete one.
 
 Length of a run: ``train.max_steps`` if set; else ``train.max_tokens`` (a token budget turned into steps
 from the set's mean sequence length, so that recipes with long and short sequences get equal budgets);
@@ -37,6 +39,15 @@ import torch
 
 from rscaffold import runs
 from rscaffold.build import answer_texts, answer_tokens
+from rscaffold.checkpoints import (
+    Progress,
+    check_checkpoints,
+    checkpoint_due,
+    clear_checkpoints,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from rscaffold.config import Config, ModelConfig, TrainConfig
 from rscaffold.model import META_FILE, make_student, save_student, student_meta
 from rscaffold.schema import InputError
@@ -59,20 +70,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 LOG_SECONDS = 30.0  # a progress line this often when stderr is not a terminal
-
-
-class Progress:
-    """Where the loop is (saved in checkpoints): optimizer steps, epoch, batches seen in it, total steps,
-    and whether a time-budgeted run has re-planned its total."""
-
-    def __init__(self):
-        self.step, self.epoch, self.batch, self.total, self.replanned = 0, 0, 0, 0, 0
-
-    def state_dict(self) -> dict[str, int]:
-        return dict(vars(self))
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        vars(self).update(state)
+clock = time.perf_counter  # the loop's clock (tests replace it)
 
 
 def lr_factor(step: int, progress: Progress, cfg: TrainConfig) -> float:
@@ -180,12 +178,12 @@ def probe_total(accelerator, model, loader, cfg: TrainConfig, budget_s: float) -
         batch = next(batches, None)
         if batch is None:
             break
-        started = time.perf_counter()
+        started = clock()
         with accelerator.no_sync(model):
             losses = model(**batch)
             accelerator.backward(losses.token + losses.signal)
         if i:
-            times.append(time.perf_counter() - started)
+            times.append(clock() - started)
     model.zero_grad(set_to_none=True)
     return steps_that_fit(accelerator, budget_s, sum(times) / max(1, len(times)) * cfg.grad_accum)
 
@@ -203,7 +201,7 @@ def replan(accelerator, progress: Progress, cfg: TrainConfig, started: float, pa
     ``pace``: when this invocation's loop started, and at which step."""
     if not cfg.max_minutes or cfg.max_steps or cfg.max_tokens or progress.replanned:
         return
-    now = time.perf_counter()
+    now = clock()
     by_steps = progress.step >= max(5, progress.total // 10)
     by_time = progress.step - pace[1] >= 3 and now - started >= 0.1 * cfg.max_minutes * 60
     if not (by_steps or by_time):
@@ -212,20 +210,6 @@ def replan(accelerator, progress: Progress, cfg: TrainConfig, started: float, pa
     left = cfg.max_minutes * 60 - (now - started)
     progress.total = progress.step + steps_that_fit(accelerator, max(left, 0.0), per_step)
     progress.replanned = 1
-
-
-def save_checkpoint(accelerator, ckpt_dir: Path, step: int, keep: int) -> None:
-    accelerator.save_state(str(ckpt_dir / f"step-{step:07d}"))
-    if accelerator.is_main_process:
-        import shutil
-
-        for old in sorted(ckpt_dir.glob("step-*"))[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def latest_checkpoint(ckpt_dir: Path) -> Path | None:
-    found = sorted(ckpt_dir.glob("step-*"))
-    return found[-1] if found else None
 
 
 def train(
@@ -239,9 +223,11 @@ def train(
 ) -> dict[str, Any]:
     """Train ``recipe`` on ``data_dir`` (a build folder) and save the student to ``out_dir``.
 
-    ``on_step(step, model)`` is called before the first step of a fresh run (step 0) and after every
-    optimizer step, with the unwrapped model (tests use it to snapshot weights and to kill a run).
-    Returns the training summary (also saved in the student's ``rscaffold_student.json``).
+    ``resume``: continue from the newest complete checkpoint in ``out_dir/checkpoints`` (none is an
+    error); a student already saved in ``out_dir`` is left as it is. A fresh run removes the checkpoints
+    of an earlier one. ``on_step(step, model)`` is called before the first step of a fresh run (step 0)
+    and after every optimizer step, with the unwrapped model (tests use it to snapshot weights and to
+    kill a run). Returns the training summary (also saved in the student's ``rscaffold_student.json``).
     """
     from accelerate.utils import set_seed
     from tqdm import tqdm
@@ -249,8 +235,21 @@ def train(
     recipe = recipe or cfg.recipe
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     ckpt_dir = out_dir / "checkpoints"
+    if resume and (done := finished(out_dir)) is not None:
+        log.info("%s: already trained (%s written); resuming leaves it as it is", out_dir, META_FILE)
+        return done
+    ckpt = latest_checkpoint(ckpt_dir) if resume else None
+    if resume and ckpt is None:
+        raise InputError(
+            f"{ckpt_dir}: no complete checkpoint to resume from; a run writes them every "
+            "train.checkpoint_minutes (default 10) and every train.checkpoint_every steps: set one "
+            "(e.g. train.checkpoint_every=100) and train again without --resume"
+        )
     set_seed(cfg.seed)
     accelerator = make_accelerator(cfg, model_cfg, out_dir)
+    check_checkpoints(accelerator, cfg, ckpt is not None)
+    if ckpt is None and accelerator.is_main_process:
+        clear_checkpoints(ckpt_dir)
     model, tokenizer, info, examples, answers = prepare_student(accelerator, recipe, cfg, model_cfg, data_dir, ckpt_dir)
     lengths = [len(e["input_ids"]) for e in examples]
 
@@ -260,15 +259,17 @@ def train(
     progress = Progress()
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, progress, cfg))
     sampler = BucketBatches(lengths, cfg.batch_size, cfg.seed, cfg.bucket)
-    loader = torch.utils.data.DataLoader(
-        examples, batch_sampler=sampler, collate_fn=partial(collate, pad_id=tokenizer.pad_token_id)
+    loader = torch.utils.data.DataLoader(  # its own generator: each new iterator draws a seed, which on the
+        examples,  # global one would make a resumed run's dropout differ from an uninterrupted run's
+        batch_sampler=sampler,
+        collate_fn=partial(collate, pad_id=tokenizer.pad_token_id),
+        generator=torch.Generator().manual_seed(cfg.seed),
     )
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    accelerator.register_for_checkpointing(scheduler, progress)
-    if resume and (ckpt := latest_checkpoint(ckpt_dir)) is not None:
-        accelerator.load_state(str(ckpt))
+    if ckpt is not None:
+        load_checkpoint(accelerator, ckpt, model, optimizer, scheduler, progress)
         log.info("resumed from %s at step %d", ckpt, progress.step)
-    started, resumed_from = time.perf_counter(), progress.step
+    started, resumed_from = clock(), progress.step
     if progress.total == 0:
         steps_per_epoch = max(1, len(loader) // cfg.grad_accum)
         budget = cfg.max_minutes * 60 if cfg.max_minutes else None
@@ -290,8 +291,8 @@ def train(
         desc=f"train {recipe}",
         disable=not (accelerator.is_main_process and sys.stderr.isatty()),
     )
-    seen_tokens, last, pace = 0, {}, (time.perf_counter(), progress.step)
-    logged = time.perf_counter()
+    seen_tokens, last, pace = 0, {}, (clock(), progress.step)
+    logged = saved_at = clock()
     model.train()
     if on_step is not None and progress.step == 0:
         on_step(0, accelerator.unwrap_model(model))
@@ -319,13 +320,14 @@ def train(
                 last["lr"] = scheduler.get_last_lr()[0]
                 accelerator.log(last, step=progress.step)
                 bar.set_postfix(loss=f"{last['loss']:.3f}")
-            if cfg.checkpoint_every and progress.step % cfg.checkpoint_every == 0:
-                save_checkpoint(accelerator, ckpt_dir, progress.step, cfg.keep_checkpoints)
+            if checkpoint_due(accelerator, cfg, progress.step, clock() - saved_at):
+                save_checkpoint(accelerator, model, optimizer, scheduler, progress, ckpt_dir, cfg.keep_checkpoints)
+                saved_at = clock()
             if on_step is not None:
                 on_step(progress.step, accelerator.unwrap_model(model))
             replan(accelerator, progress, cfg, started, pace)
-            if bar.disable and accelerator.is_main_process and time.perf_counter() - logged >= LOG_SECONDS:
-                logged = time.perf_counter()  # no bar off a terminal: one line now and then instead
+            if bar.disable and accelerator.is_main_process and clock() - logged >= LOG_SECONDS:
+                logged = clock()  # no bar off a terminal: one line now and then instead
                 log.info("train %s: step %d/%d, loss %.3f, %.0fs", recipe, progress.step, progress.total,
                          loss.item(), logged - started)  # fmt: skip
             if progress.step >= progress.total or _over_budget(accelerator, cfg, started):
@@ -342,7 +344,7 @@ def train(
         "token_budget": cfg.max_tokens,
         "tokens_seen": seen_tokens * accelerator.num_processes,  # this invocation's (a resumed run: since resuming)
         "resumed_from": resumed_from,
-        **throughput(accelerator, seen_tokens, time.perf_counter() - started),
+        **throughput(accelerator, seen_tokens, clock() - started),
         "lr": lr,
         "examples": len(examples),
         "tokens": {
@@ -401,8 +403,17 @@ def _over_budget(accelerator, cfg: TrainConfig, started: float) -> bool:
     """The loop's wall-clock guard (all ranks agree, so none waits for a collective that never comes)."""
     if not cfg.max_minutes or cfg.max_steps:
         return False
-    over = torch.tensor(float(time.perf_counter() - started > cfg.max_minutes * 60), device=accelerator.device)
+    over = torch.tensor(float(clock() - started > cfg.max_minutes * 60), device=accelerator.device)
     return bool(accelerator.reduce(over, "max") > 0)
+
+
+def finished(out_dir: Path) -> dict[str, Any] | None:
+    """The training summary of a saved student (its ``rscaffold_student.json``, written once training
+    ended), or None."""
+    try:
+        return dict(json.loads((out_dir / META_FILE).read_text(encoding="utf-8"))["train"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _tokens_seen(folder: Path) -> int:
@@ -416,7 +427,8 @@ def _tokens_seen(folder: Path) -> int:
 def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
     """The train stage in a run folder: every student of ``experiment.students`` for each of its seeds,
     with the ``train`` settings unless it overrides them, or as many tokens as another student saw
-    (``tokens_of``), into ``students/<name>-s<seed>/``; a student already trained is kept."""
+    (``tokens_of``), into ``students/<name>-s<seed>/``; a student already trained is kept, one cut short
+    resumes from its newest complete checkpoint."""
     exp = cfg.experiment
     data = runs.require(runs.build_dir(run_dir), "build", run_dir)
     trained = 0
@@ -436,7 +448,8 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
                 tcfg = tcfg.model_copy(update={"init": str(runs.student_dir(run_dir, s.init or "scaffold", seed))})
             mcfg = ModelConfig.model_validate({**cfg.model.model_dump(), **s.model})
             started = time.perf_counter()
-            summary = train(tcfg, mcfg, data, out)
+            resume = latest_checkpoint(out / "checkpoints") is not None  # an interrupted run goes on
+            summary = train(tcfg, mcfg, data, out, resume=resume)
             runs.say(
                 f"train {s.name} seed {seed}: {summary['steps']} steps, {summary['tokens_per_s']:.0f} tok/s, "
                 f"{time.perf_counter() - started:.0f}s, loss {summary['final'].get('loss', float('nan')):.3f} -> {out}"

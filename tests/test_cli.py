@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -201,3 +203,33 @@ def test_every_suggested_command_parses(tmp_path, capsys):
         main([stage, "--run-dir", str(tmp_path / "empty")])
         for suggested in re.findall(r"`(rscaffold [^`]+)`", capsys.readouterr().err):
             parse(suggested.split()[1:])  # exits (SystemExit) if the parser rejects it
+
+
+@pytest.mark.parametrize("where", ["a folder", "under a file"])
+def test_output_that_cannot_be_written_exits_2_with_one_line(tmp_path, capsys, where):
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"question_id": "a", "thinking": "x\n\ny"}) + "\n")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file.txt").write_text("")
+    out = tmp_path / "folder" if where == "a folder" else tmp_path / "file.txt" / "out.jsonl"
+    assert main(["segment", "--input", str(source), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"rscaffold: error: {out}: ") and err.count("\n") == 1, err
+    assert "is a folder" in err if where == "a folder" else "file.txt is a file, not a folder" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "folder", "in.jsonl"]
+
+
+def test_a_closed_pipe_on_stdout_exits_quietly(tmp_path, capsys):
+    """``rscaffold label-report FILE | head -1``: the reader goes away before the report is written."""
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps(SHARED_RECORD) + "\n")
+    pipeline(tmp_path, source, capsys)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `head` does once it has its line; every write then fails with EPIPE
+    cmd = [sys.executable, "-m", "rscaffold.cli", "label-report", str(tmp_path / "l.jsonl")]
+    root = Path(__file__).resolve().parent.parent
+    try:
+        done = subprocess.run(cmd, cwd=root, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141 and done.stderr == "", done.stderr

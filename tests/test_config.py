@@ -38,7 +38,7 @@ def test_override_values_are_typed():
     [
         ("label.lexicom=paper", "config key 'label.lexicom' is unknown; did you mean 'label.lexicon'?"),
         ("lable.lexicon=paper", "did you mean 'label'"),
-        ("label.lexicon=nosuch", "config key 'label.lexicon': Value error, expected one of paper, extended"),
+        ("label.lexicon=nosuch", "config key 'label.lexicon': expected one of paper, extended"),
         ("run.seed=abc", "config key 'run.seed'"),
         ("import.format=xml", "config key 'import.format'"),
         ("novalue", "expected KEY=VALUE"),
@@ -127,3 +127,85 @@ def test_gpu_script_dry_run_checks_config(tmp_path):
     assert "dry run: would run" in ok.stderr and "demo --config gpu" in ok.stderr
     bad = subprocess.run(["bash", script, "experiment.seedz=1"], env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "did you mean 'experiment.seeds'" in bad.stderr
+
+
+SECRET = "sk-ant-api03-T3stOnlyN0tAR3alK3y"
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        f"generate.api.api_key_env={SECRET}",
+        f"judge.api_key_env={SECRET}",
+        "judge.api_key_env=12345",
+        f"generate.api.api_key_env=[{SECRET}]",
+        f"generate.api.base_url=https://user:{SECRET}@api.example.com/v1",
+        f"judge.base_url=http://{SECRET}@127.0.0.1:8000/v1",
+        f"generate.api.base_url=https://api.example.com/v1?key={SECRET}",
+        f"generate.api.base_url={SECRET}",
+    ],
+)
+def test_a_key_in_api_key_env_or_base_url_is_refused_without_echoing_it(override):
+    with pytest.raises(InputError) as e:
+        load_config(None, [override])
+    message = str(e.value)
+    assert message.startswith(f"config key '{override.partition('=')[0]}'") and "\n" not in message
+    assert SECRET not in message and "12345" not in message
+
+
+def test_variable_names_and_plain_urls_are_accepted():
+    given = ["generate.api.api_key_env=DEEPSEEK_API_KEY", "judge.api_key_env=_k2", "judge.base_url=https://h.ai/v1"]
+    cfg = load_config(None, given)
+    assert (cfg.generate.api.api_key_env, cfg.judge.api_key_env, cfg.judge.base_url) == (
+        "DEEPSEEK_API_KEY",
+        "_k2",
+        "https://h.ai/v1",
+    )
+    assert load_config(None, ["judge.api_key_env="]).judge.api_key_env is None
+    assert load_config(None, ["judge.api_key_env=null"]).judge.api_key_env is None
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("run.seed=[1, 2", "override 'run.seed': the value is not valid YAML"),
+        ("run.seed=" + "[" * 1200, "override 'run.seed': the value is not valid YAML"),
+        ("label.lexicon=" + "x" * 5000, "expected one of paper, extended or an existing TSV file"),
+        (f"generate.api=1 generate.api.api_key_env={SECRET}", "'api' holds a value, not a section"),
+    ],
+)
+def test_malformed_overrides_are_one_line_errors(override, message):
+    with pytest.raises(InputError) as e:
+        load_config(None, override.split(" "))
+    assert "\n" not in str(e.value) and SECRET not in str(e.value)
+    assert message is None or message in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"run:\n  seed: \xff\n", "not valid UTF-8 (byte 0xff"),
+        (b"run: " + b"[" * 5000 + b"\n", "invalid YAML"),
+        (b"run:\n  seed: 1\n  seed: [\n", "invalid YAML"),
+        (b'"run\\nx": 1\n', r"config key 'run\nx' is unknown"),
+    ],
+)
+def test_malformed_config_files_are_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    with pytest.raises(InputError) as e:
+        load_config(path)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_config_path_too_long_for_the_system_is_an_error():
+    with pytest.raises(InputError, match="cannot read config"):
+        load_config("c" * 5000 + ".yaml")
+
+
+def test_a_malformed_lexicon_file_fails_when_the_config_loads(tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("# version: x\nbut\tcontrast\nso\tnonsense\n")
+    with pytest.raises(InputError) as e:
+        load_config(None, [f"label.lexicon={bad}"])
+    assert str(e.value).startswith(f"config key 'label.lexicon': {bad}:3: field 'signal': unknown signal 'nonsense'")

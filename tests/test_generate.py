@@ -44,7 +44,9 @@ def questions(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _stats(url: str, detail: bool = False) -> dict:
-    return httpx.get(f"{url}/_stats", params={"detail": detail}).json()
+    """The server's request counter (with the test key: a server with a token guards every route)."""
+    headers = {"Authorization": f"Bearer {KEY}"}
+    return httpx.get(f"{url}/_stats", params={"detail": detail}, headers=headers).raise_for_status().json()
 
 
 def test_200_questions_with_20_percent_faults_all_answered_or_failed_with_reason(questions, tmp_path):
@@ -79,6 +81,9 @@ def test_failed_items_are_recorded_skipped_on_rerun_and_retried_on_request(quest
         final = run_generate(questions, tmp_path / "t.jsonl", retry, filter_wrong=False)
         assert final["failed"] == 0 and final["generated"] == 200
         assert _stats(url)["repeats"] == 0
+    assert not (tmp_path / "t.jsonl.failures.jsonl").exists(), "the failures file lists items since answered"
+    with sqlite3.connect(tmp_path / "c.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM failures").fetchone() == (0,), "the cache lists them as failed"
 
 
 def _generate_process(questions: Path, out: Path, url: str, cache: Path, log: Path) -> subprocess.Popen:
@@ -137,6 +142,23 @@ def test_sigkill_and_resume_answers_each_question_once_and_never_resends(questio
     assert final["repeats"] <= 3 * 4, "only requests in flight at a kill may be repeated"
     assert final["by_status"].get("401") is None, "the key must reach the server"
     _assert_no_key(tmp_path)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_unwind_like_ctrl_c(questions, tmp_path, sig):
+    """Stopped by the signal a service manager or a closed terminal sends: no output, no temporary file,
+    one line on stderr, and 128 + the signal number as the exit status."""
+    cache, out, log = tmp_path / "cache.sqlite", tmp_path / "run" / "traces.jsonl", tmp_path / "log.txt"
+    with serve_in_thread(ServeConfig(port=0, questions=str(questions), faults=FaultConfig(delay_ms=30))) as url:
+        proc = _generate_process(questions, out, url, cache, log)
+        _wait_for_rows(cache, 4, proc)
+        assert proc.poll() is None, log.read_text()[-2000:]
+        proc.send_signal(sig)
+        assert proc.wait(60) == 128 + sig
+    assert list(out.parent.iterdir()) == [], "no output, no temporary file, no empty failures file"
+    lines = log.read_text().splitlines()
+    assert lines[-1] == f"rscaffold: terminated ({sig.name}); no partial output was written"
+    assert "Traceback" not in log.read_text()
 
 
 def _assert_no_key(folder: Path) -> None:

@@ -8,9 +8,10 @@ from collections.abc import Iterable, Iterator
 import pytest
 from pydantic import ValidationError
 
+from rscaffold.cli import main
 from rscaffold.config import LabelConfig
 from rscaffold.label import label_keywords, label_trace, run_policy
-from rscaffold.schema import Step, Trace
+from rscaffold.schema import Step, Trace, write_jsonl
 from rscaffold.signals import Signal, load_lexicon
 
 TEXTS = ["But the sum is 5.", "Alternatively, use a table.", "The sum is 7."]
@@ -126,3 +127,41 @@ def test_config_checks_its_values(tmp_path):
     with pytest.raises(ValidationError, match="extra"):
         LabelConfig(lexcon="paper")
     assert all(f.description for f in LabelConfig.model_fields.values())
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ("but\tcontrast\nso\tnonsense\n", ":2: field 'signal': unknown signal 'nonsense'"),
+        (
+            "but\tcontrast\nso conclusion\n",
+            ":2: expected 'keyword<TAB>signal[<TAB>reason]': the signal column is missing",
+        ),
+        ("# version: 1\n\tcontrast\n", ":2: empty keyword"),
+    ],
+)
+def test_label_cli_names_the_file_and_line_of_a_malformed_lexicon(tmp_path, capsys, lines, message):
+    lexicon, traces, out = tmp_path / "my.tsv", tmp_path / "t.jsonl", tmp_path / "o.jsonl"
+    lexicon.write_text(lines)
+    write_jsonl(traces, [_trace()])
+    assert main(["label", "--input", str(traces), "--output", str(out), "--lexicon", str(lexicon)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rscaffold: error: ") and err.count("\n") == 1, err
+    assert f"{lexicon}{message}" in err
+    assert not out.exists()
+
+
+def test_label_cli_refuses_unsegmented_traces(tmp_path, capsys):
+    traces, out = tmp_path / "traces.jsonl", tmp_path / "labelled.jsonl"
+    write_jsonl(traces, [Trace(question_id=f"q{i}", thinking="But 1.\n\nSo 2.", answer_text="2") for i in range(3)])
+    assert main(["label", "--input", str(traces), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"rscaffold: error: {traces}: no trace has steps; "
+        f"run `rscaffold segment --input {traces} --output SEGMENTED` first\n"
+    )
+    assert not out.exists()
+    segmented = tmp_path / "segmented.jsonl"
+    assert main(["segment", "--input", str(traces), "--output", str(segmented)]) == 0
+    assert main(["label", "--input", str(segmented), "--output", str(out), "--policy", "keywords"]) == 0
+    assert out.exists()

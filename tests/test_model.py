@@ -202,11 +202,70 @@ def test_decode_cli_on_a_base_model_folder(base_folder, tmp_path, capsys):
     assert record["benchmark"] == "gsm8k" and 0 < record["tokens"] <= 8
 
 
-def test_decode_cli_on_neither_student_nor_base(tmp_path, capsys):
+@pytest.fixture
+def no_hub(monkeypatch):
+    """Fail the test on any look-up on the hub: a model load by name, or a network connection."""
+    import socket
+
+    import huggingface_hub
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    asked = []
+
+    def refuse(*args, **kwargs):
+        asked.append(args)
+        raise AssertionError(f"the hub was asked: {args}")
+
+    for cls in (AutoModelForCausalLM, AutoTokenizer):
+        monkeypatch.setattr(cls, "from_pretrained", refuse)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    return asked
+
+
+def _decode(tmp_path: Path, student: str) -> list[str]:
     questions = tmp_path / "q.jsonl"
     questions.write_text(json.dumps({"id": "q0", "text": "x", "gold": "1"}) + "\n")
-    missing = tmp_path / "no-such-model"
-    args = ["decode", "--student", str(missing), "--input", str(questions), "--output", str(tmp_path / "o.jsonl")]
-    assert main(args) == 2
-    assert "neither a trained student folder nor a base model" in capsys.readouterr().err
-    assert not (tmp_path / "o.jsonl").exists()
+    return ["decode", "--student", student, "--input", str(questions), "--output", str(tmp_path / "o.jsonl")]
+
+
+@pytest.mark.parametrize("name", ["nope", "no-such-model", "gpt 2", "../up/and/away", "a/b/c", "x" * 300])
+def test_decode_cli_on_neither_student_nor_base_fails_at_once(tmp_path, capsys, no_hub, name):
+    assert main(_decode(tmp_path, name)) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"rscaffold: error: {name}: neither a trained student folder, a base model name (tiny, testbed, smollm2) "
+        "nor a hub id\n"
+    )
+    assert no_hub == [] and not (tmp_path / "o.jsonl").exists()
+
+
+def test_decode_cli_on_a_missing_folder(tmp_path, capsys, no_hub):
+    missing = str(tmp_path / "no-such-model")
+    assert main(_decode(tmp_path, missing)) == 2
+    assert "neither a trained student folder, a base model name" in capsys.readouterr().err
+    assert no_hub == []
+
+
+def test_a_hub_id_with_hf_hub_offline_reads_only_the_local_cache(tmp_path, capsys, monkeypatch, no_hub):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(_decode(tmp_path, "someone/not-cached-model")) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "rscaffold: error: someone/not-cached-model: not in the local Hugging Face cache, "
+        "and HF_HUB_OFFLINE=1 forbids the hub\n"
+    )
+    assert no_hub == [] and not (tmp_path / "o.jsonl").exists()
+
+
+def test_a_cached_hub_id_loads_offline(base_folder, monkeypatch):
+    import huggingface_hub
+
+    from rscaffold.model import base_student
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cached = {"someone/cached-model": str(base_folder / "config.json")}
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, name, **_: cached.get(repo))
+    student = base_student("someone/cached-model")
+    assert student.method == "original" and student.signal_bias is None

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from rscaffold.schema import InputError, Question, Step, Trace, read_jsonl, write_jsonl
+from rscaffold.schema import InputError, Question, Step, Trace, atomic_writer, read_jsonl, write_jsonl
 from rscaffold.signals import Signal
 
 
@@ -75,3 +80,57 @@ def test_write_is_atomic_on_failure(tmp_path):
     with pytest.raises(RuntimeError):
         write_jsonl(path, records())
     assert list(tmp_path.iterdir()) == []
+
+
+KILLED_WRITER = """
+import sys, time
+from rscaffold.schema import atomic_writer
+with atomic_writer(sys.argv[1]) as f:
+    f.write("x")
+    print("ready", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_temp_files_of_a_killed_writer_are_removed_when_the_output_is_next_written(tmp_path):
+    """A writer killed with SIGKILL cannot clean up; the next writer of the same output does, and leaves
+    the temporary files of live writers and of other outputs alone."""
+    path = tmp_path / "out.jsonl"
+    root = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, "-c", KILLED_WRITER, str(path)]
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (left,) = tmp_path.iterdir()
+    assert left.name.startswith(f".out.jsonl.{proc.pid}.")
+    live = tmp_path / ".out.jsonl.1.abc123.tmp"  # pid 1 always runs
+    other = tmp_path / f".other.jsonl.{proc.pid}.abc123.tmp"
+    live.write_text("")
+    other.write_text("")
+    write_jsonl(path, [_trace()])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, "out.jsonl"])
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077], ids=["022", "002", "077"])
+def test_output_mode_follows_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        write_jsonl(tmp_path / "t.jsonl", [_trace()])
+        with atomic_writer(tmp_path / "b.bin", "wb") as f:
+            f.write(b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "t.jsonl").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "b.bin").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_folder_or_path_under_a_file_is_an_input_error(tmp_path):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file.txt").write_text("")
+    with pytest.raises(InputError, match=r"folder: is a folder; give the path of a file"):
+        write_jsonl(tmp_path / "folder", [_trace()])
+    with pytest.raises(InputError, match=r"out.jsonl: cannot write there \(.*file.txt is a file, not a folder\)"):
+        write_jsonl(tmp_path / "file.txt" / "sub" / "out.jsonl", [_trace()])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "folder"]
+    assert list((tmp_path / "folder").iterdir()) == []

@@ -1,4 +1,5 @@
-"""`rscaffold serve`: the OpenAI-compatible endpoints, streaming, the bearer token, faults, the counter."""
+"""`rscaffold serve`: the OpenAI-compatible endpoints, streaming, the bearer token, faults, the counter,
+refusals to serve open by accident, and 4xx answers to malformed requests."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rscaffold import cli
 from rscaffold.config import ApiTeacherConfig, FaultConfig, ScriptedConfig, ServeConfig, TestbedConfig
 from rscaffold.schema import Question, write_jsonl
 from rscaffold.serve import cmd_serve, serve_in_thread
@@ -72,7 +74,97 @@ def test_bearer_token_is_required_when_configured(questions, monkeypatch):
         assert _ask(url, qs[0]).status_code == 401
         assert _ask(url, qs[0], headers={"Authorization": "Bearer nope"}).status_code == 401
         assert _ask(url, qs[0], headers={"Authorization": "Bearer tok-123"}).status_code == 200
-        assert httpx.get(f"{url}/_stats").json()["by_status"] == {"401": 2, "200": 1}
+        stats = httpx.get(f"{url}/_stats", headers={"Authorization": "Bearer tok-123"}).json()
+        assert stats["by_status"] == {"401": 2, "200": 1}
+
+
+def test_every_route_needs_the_token_and_there_are_no_docs(questions, monkeypatch):
+    path, _ = questions
+    monkeypatch.setenv("RSCAFFOLD_SERVE_TOKEN", "tok-123")
+    good = {"Authorization": "Bearer tok-123"}
+    with serve_in_thread(ServeConfig(port=0, questions=str(path), token_env="RSCAFFOLD_SERVE_TOKEN")) as url:
+        root = url.removesuffix("/v1")
+        stats = [HTTP.get(f"{url}/_stats", params={"detail": True}, headers=h) for h in ({}, good)]
+        models = HTTP.get(f"{url}/models")
+        docs = [HTTP.get(f"{root}{route}", headers=good).status_code for route in ("/docs", "/redoc", "/openapi.json")]
+    assert stats[0].status_code == 401 and "fingerprints" not in stats[0].text
+    assert stats[1].status_code == 200 and "fingerprints" in stats[1].json()
+    assert models.status_code == 401 and docs == [404, 404, 404]
+
+
+@pytest.fixture(scope="module")
+def open_server(questions):
+    with serve_in_thread(ServeConfig(port=0, questions=str(questions[0]))) as url:
+        yield url
+
+
+ECHO = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"model": ["x"], "messages": []},
+        b"{not json",
+        b"\xff\xfe\x00",
+        [ECHO],
+        {"model": "echo", "messages": "hi"},
+        {"model": "echo", "messages": [1]},
+        {"model": "echo", "messages": [{"role": "user"}]},
+        {**ECHO, "max_tokens": "lots"},
+        {**ECHO, "temperature": "hot"},
+        {**ECHO, "stream": "yes"},
+        {**ECHO, "stream": True, "stream_options": "usage"},
+    ],
+)
+def test_malformed_requests_get_a_4xx_with_a_json_error(open_server, body):
+    sent = {"content": body} if isinstance(body, bytes) else {"json": body}
+    reply = HTTP.post(f"{open_server}/chat/completions", **sent)
+    assert 400 <= reply.status_code < 500 and reply.json()["error"]["type"] == "invalid_request_error"
+    assert "Traceback" not in reply.text
+
+
+def _cli_serve(monkeypatch, *argv: str) -> tuple[int, list[dict]]:
+    """``rscaffold serve ARGV`` in this process, uvicorn stubbed: the exit status and the binds it asked for."""
+    import uvicorn
+
+    started: list[dict] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append(kw))
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # what main() would set for itself
+    return cli.main(["serve", *argv]), started
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_a_named_token_variable_unset_or_empty_refuses_to_start(monkeypatch, capsys, value):
+    if value is None:
+        monkeypatch.delenv("RSCAFFOLD_NO_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("RSCAFFOLD_NO_TOKEN", value)
+    rc, started = _cli_serve(monkeypatch, "--token-env", "RSCAFFOLD_NO_TOKEN")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and not started and len(err) == 1 and "RSCAFFOLD_NO_TOKEN" in err[0]
+
+
+def test_beyond_loopback_needs_a_token_or_insecure(monkeypatch, capsys, caplog):
+    refused, _ = _cli_serve(monkeypatch, "--host", "0.0.0.0")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert refused == 2 and len(err) == 1 and "--insecure" in err[0]
+    assert _cli_serve(monkeypatch, "--host", "::1")[0] == 0 and not caplog.records, "loopback: no token needed"
+    monkeypatch.setenv("RSCAFFOLD_SERVE_TOKEN", "tok-123")
+    assert _cli_serve(monkeypatch, "--host", "0.0.0.0", "--token-env", "RSCAFFOLD_SERVE_TOKEN")[0] == 0
+    assert not caplog.records
+    for argv in (["--insecure"], ["serve.insecure=true"]):
+        caplog.clear()
+        rc, started = _cli_serve(monkeypatch, "--host", "0.0.0.0", *argv)
+        assert rc == 0 and started[0]["host"] == "0.0.0.0"
+        assert [r.levelname for r in caplog.records] == ["WARNING"] and "WITHOUT AUTHENTICATION" in caplog.text
+
+
+@pytest.mark.parametrize("port", ["-1", "65536"])
+def test_the_command_checks_the_port_as_the_config_does(monkeypatch, capsys, port):
+    rc, started = _cli_serve(monkeypatch, "--port", port)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and not started and len(err) == 1 and "--port" in err[0]
 
 
 def test_faults_are_injected_and_counted(questions):

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from rscaffold.label import label_trace
 from rscaffold.schema import Step, Trace
-from rscaffold.signals import Signal, load_lexicon, parse_lexicon
+from rscaffold.signals import LexiconError, Signal, load_lexicon, parse_lexicon
 
 PAPER_TABLE = {
     Signal.CONTRAST: "but, however, on the other hand, otherwise, nevertheless, nonetheless, in contrast, still, "
@@ -71,13 +73,36 @@ def test_extended_lexicon_extends_the_paper_table():
     ("text", "message"),
     [
         ("so\tnonsense\n", "t:1: field 'signal'"),
-        ("just-a-word\n", "t:1: expected"),
+        ("just-a-word\n", "t:1: expected 'keyword<TAB>signal[<TAB>reason]': the signal column is missing"),
         ("so\tresponse\n", "t:1: Response"),
+        ("but\tcontrast\n \tcontrast\n", "t:2: empty keyword"),
+        ("but\tcontrast\nbut\taddition\n", "t:2: keyword 'but' already maps to contrast"),
+        ("# extends: nosuch\n", "t:1: # extends: lexicon 'nosuch': not one of paper, extended"),
+        ("# only comments\n", "t: no keywords"),
     ],
 )
 def test_bad_lexicon_lines(text, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(LexiconError, match=re.escape(message)):
         parse_lexicon(text, "t")
+
+
+def test_bad_lexicon_files_name_the_file_and_line(tmp_path):
+    a, b = tmp_path / "a.tsv", tmp_path / "b.tsv"
+    a.write_text(f"but\tcontrast\n# extends: {b}\n")
+    b.write_text(f"# extends: {a}\nso\tconclusion\n")
+    with pytest.raises(LexiconError, match=re.escape(f"{a}:2: # extends: {b}:1: # extends: {a}: '# extends:' loops")):
+        load_lexicon(str(a))
+    a.write_bytes(b"but\tcontrast\nso\xff\tconclusion\n")
+    with pytest.raises(LexiconError, match=re.escape(f"{a}:2: not valid UTF-8 (byte 0xff)")):
+        load_lexicon(str(a))
+    with pytest.raises(LexiconError, match="not a readable file"):
+        load_lexicon(str(tmp_path))
+
+
+def test_a_lexicon_file_may_start_with_a_byte_order_mark(tmp_path):
+    path = tmp_path / "bom.tsv"
+    path.write_bytes("\ufeffbut\tcontrast\n".encode())
+    assert load_lexicon(str(path)).match("But no.") == (Signal.CONTRAST, "but")
 
 
 def test_label_trace_keeps_answer_step_and_truth():

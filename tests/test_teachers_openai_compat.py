@@ -16,7 +16,7 @@ from rscaffold.config import ApiTeacherConfig, Config, FaultConfig, GenerateConf
 from rscaffold.schema import Question, Trace, read_jsonl, write_jsonl
 from rscaffold.serve import serve_in_thread
 from rscaffold.teachers import build_messages, split_reasoning, strip_prompt
-from rscaffold.teachers.openai_compat import ApiTeacher, TokenBucket
+from rscaffold.teachers.openai_compat import ApiClient, ApiTeacher, TokenBucket
 from rscaffold.testbed.problems import make_splits
 
 
@@ -71,16 +71,27 @@ def test_prompt_round_trip():
     assert "\\boxed{answer}" in messages[-1]["content"] and strip_prompt(messages[-1]["content"]) == "How many apples?"
 
 
-def test_token_bucket_waits_when_spent():
-    async def run() -> float:
+def test_token_bucket_waits_when_spent(monkeypatch):
+    """On a fake clock: the waits the bucket asks for, not wall time."""
+    from rscaffold.teachers import openai_compat
+
+    now, waits = [0.0], []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(openai_compat.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(openai_compat.asyncio, "sleep", sleep)
+
+    async def run() -> None:
         bucket = TokenBucket(per_minute=120)  # 2 a second
         await bucket.take(120)
         bucket.debit(0.5)  # an overdraft (tokens used beyond the estimate) delays the next taker too
-        started = time.perf_counter()
         await bucket.take(1)
-        return time.perf_counter() - started
 
-    assert 0.6 < asyncio.run(run()) < 1.5
+    asyncio.run(run())
+    assert sum(waits) == pytest.approx(0.75)  # (0.5 overdrawn + 1 taken) at 2 a second
 
 
 @pytest.fixture(scope="module")
@@ -95,14 +106,16 @@ def _teacher(url: str, tmp_path: Path, **kw) -> ApiTeacher:
     return ApiTeacher(ApiTeacherConfig(base_url=url, cache=str(tmp_path / "c.sqlite"), backoff_base_s=0.01, **kw))
 
 
-def test_retry_after_is_honoured_then_the_item_fails_with_its_reason(questions, tmp_path):
+def test_retry_after_is_honoured_then_the_item_fails_with_its_reason(questions, tmp_path, monkeypatch):
     path, qs = questions
     faults = FaultConfig(share_429=1.0, retry_after_s=0.3)
     with serve_in_thread(ServeConfig(port=0, questions=str(path), faults=faults)) as url:
         teacher = _teacher(url, tmp_path, max_tries=2)
-        started = time.perf_counter()
+        waits = []
+        backoff = ApiClient._backoff
+        monkeypatch.setattr(ApiClient, "_backoff", lambda self, a, r: waits.append(backoff(self, a, r)) or waits[-1])
         assert list(teacher.generate(qs[:1])) == []
-        assert time.perf_counter() - started >= 0.3
+    assert len(waits) == 1 and 0.3 <= waits[0] <= 0.3 + 0.01 / 10  # Retry-After, plus a little jitter
     assert teacher.failures == [{"question_id": qs[0].id, "sample": 0, "reason": "HTTP 429, after 2 tries"}]
 
 
@@ -128,16 +141,22 @@ def test_timeouts_and_dropped_connections_are_retried_then_recorded(questions, t
     assert closed.failures[0]["reason"] == "connection error (ConnectError), after 2 tries"
 
 
-def test_several_samples_per_question_and_bounded_concurrency(questions, tmp_path):
+def test_several_samples_per_question_and_bounded_concurrency(questions, tmp_path, monkeypatch):
     path, qs = questions
     with serve_in_thread(ServeConfig(port=0, questions=str(path), faults=FaultConfig(delay_ms=50))) as url:
         teacher = _teacher(url, tmp_path, n=3, seed=10, max_concurrency=4)
-        started = time.perf_counter()
+        in_flight = []
+        limits = ApiClient._limits
+
+        async def counted(self, body):
+            in_flight.append(sum(self.busy) + 1)  # requests being sent, this one included
+            await limits(self, body)
+
+        monkeypatch.setattr(ApiClient, "_limits", counted)
         traces = list(teacher.generate(qs[:4]))
-        elapsed = time.perf_counter() - started
         stats = httpx.get(f"{url}/_stats").json()
     assert len(traces) == 12 and stats["answered"] == 12 and stats["repeats"] == 0
-    assert elapsed >= 12 / 4 * 0.05, "at most 4 requests in flight"
+    assert max(in_flight) == 4, "at most 4 requests in flight, and 4 when there is work for them"
     samples = {(t.question_id, t.metadata["sample"]) for t in traces}
     assert samples == {(q.id, i) for q in qs[:4] for i in range(3)}
     by_sample = {t.metadata["sample"]: t.thinking for t in traces if t.question_id == qs[0].id}
@@ -186,7 +205,6 @@ def test_iterate_async_closes_the_iterator_when_the_caller_stops_early():
 
 def test_iterate_async_hands_errors_to_the_caller_and_keeps_working_while_it_waits():
     import asyncio
-    import time
 
     from rscaffold.teachers.openai_compat import iterate_async
 
@@ -206,3 +224,23 @@ def test_iterate_async_hands_errors_to_the_caller_and_keeps_working_while_it_wai
     assert list(itertools.islice(items, 2)) == [1, 2]
     with pytest.raises(ValueError, match="bad record"):
         next(items)
+
+
+def test_a_key_echoed_in_an_error_body_is_masked_in_the_reason_log_and_cache(tmp_path, monkeypatch, caplog):
+    key = "sk-T3st0nlyEch0edBackByTheServer"
+    monkeypatch.setenv("RSCAFFOLD_TEST_KEY", key)
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["authorization"])
+        return httpx.Response(401, json={"error": f"invalid key {request.headers['authorization']}"})
+
+    real = httpx.AsyncClient
+    monkeypatch.setattr(httpx, "AsyncClient", lambda **kw: real(transport=httpx.MockTransport(handler), **kw))
+    teacher = _teacher("http://api.example.com/v1", tmp_path, api_key_env="RSCAFFOLD_TEST_KEY")
+    assert list(teacher.generate([Question(id="q", text="1 + 1?")])) == []
+    assert seen == [f"Bearer {key}"], "the key goes into the Authorization header, once (4xx is not retried)"
+    [failure] = teacher.failures
+    assert failure["reason"].startswith("HTTP 401: ") and "invalid key Bearer ***" in failure["reason"]
+    assert key not in caplog.text
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and key.encode() in p.read_bytes()] == []

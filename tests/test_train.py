@@ -1,10 +1,14 @@
-"""The training loop: every trained parameter changes, resume parity, recipes, budgets, 2 processes, SmolLM2."""
+"""The training loop: every trained parameter changes, resume parity, checkpoints without pickle, recipes,
+budgets, 2 processes, SmolLM2."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
+import pickle
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,11 +18,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from rscaffold import train as train_module
 from rscaffold.build import build_folder
+from rscaffold.checkpoints import Progress
 from rscaffold.config import BuildConfig, ModelConfig, TestbedConfig, TinySizes, TrainConfig
 from rscaffold.model import load_student
-from rscaffold.schema import write_jsonl
-from rscaffold.train import Progress, lr_factor, train
+from rscaffold.schema import InputError, write_jsonl
+from rscaffold.train import lr_factor, train
 from tests.test_build import make_traces
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,22 +74,129 @@ def test_lora_trains_the_adapters_and_signal_layers_and_freezes_the_rest(build_d
     assert meta["weights"] == "full" and not any("lora_" in n for n, _ in model.named_parameters())
 
 
-def test_killed_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(build_dir: Path, tmp_path: Path):
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])  # LoRA: dropout draws random numbers
+def test_killed_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(build_dir: Path, tmp_path: Path, lora):
     cfg = FAST.model_copy(update={"max_steps": 7, "checkpoint_every": 3, "batch_size": 5})  # 3 batches an epoch
-    train(cfg, TINY, build_dir, tmp_path / "whole", recipe="scaffold")
+    model_cfg = TINY.model_copy(update={"lora": lora, "lora_r": 4})
+    train(cfg, model_cfg, build_dir, tmp_path / "whole", recipe="scaffold")
 
     def kill(step, model):
         if step == 4:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, TINY, build_dir, tmp_path / "cut", recipe="scaffold", on_step=kill)
-    summary = train(cfg, TINY, build_dir, tmp_path / "cut", recipe="scaffold", resume=True)
+        train(cfg, model_cfg, build_dir, tmp_path / "cut", recipe="scaffold", on_step=kill)
+    summary = train(cfg, model_cfg, build_dir, tmp_path / "cut", recipe="scaffold", resume=True)
     assert summary["steps"] == 7 and summary["resumed_from"] == 3
     whole, _, _ = load_student(tmp_path / "whole")
     cut, _, _ = load_student(tmp_path / "cut")
     a, b = whole.state_dict(), cut.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def killed_run(build_dir: Path, out: Path, cfg: TrainConfig, at: int) -> None:
+    """A run stopped (as by Ctrl-C) after optimizer step ``at``: its checkpoints stay, no student."""
+
+    def kill(step, model):
+        if step == at:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, TINY, build_dir, out, recipe="scaffold", on_step=kill)
+
+
+def test_resume_takes_the_newest_complete_checkpoint_and_skips_folders_cut_short(build_dir, tmp_path, caplog):
+    cfg = FAST.model_copy(update={"max_steps": 7, "checkpoint_every": 2, "batch_size": 5})
+    out = tmp_path / "s"
+    killed_run(build_dir, out, cfg, at=5)
+    ckpts = out / "checkpoints"
+    good = ckpts / "step-0000004"
+    largest = max((p for p in good.iterdir() if p.is_file()), key=lambda p: p.stat().st_size)
+    for cut in ("step-0000005", "tmp-step-0000006", "step-0000006"):  # killed while writing them
+        shutil.copytree(good, ckpts / cut)
+        (ckpts / cut / largest.name).write_bytes(largest.read_bytes()[:100])
+    for name in ("complete.json", "optimizer.bin", "random_states_0.pkl"):  # this format's and Accelerate's
+        (ckpts / "step-0000006" / name).unlink(missing_ok=True)
+    caplog.set_level(logging.INFO, logger="rscaffold.train")
+    summary = train(cfg, TINY, build_dir, out, recipe="scaffold", resume=True)
+    assert summary["resumed_from"] == 4 and summary["steps"] == 7
+    assert f"resumed from {good} at step 4" in caplog.text
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert [m.split(":")[0] for m in skipped] == [str(ckpts / "step-0000006"), str(ckpts / "step-0000005")]
+
+
+def test_a_fresh_run_removes_the_checkpoints_of_an_earlier_run(build_dir: Path, tmp_path: Path):
+    cfg = FAST.model_copy(update={"max_steps": 7, "checkpoint_every": 2, "batch_size": 5})
+    out = tmp_path / "s"
+    killed_run(build_dir, out, cfg, at=5)  # leaves step 4
+    killed_run(build_dir, out, cfg, at=3)  # a fresh run over it: step 2
+    assert train(cfg, TINY, build_dir, out, recipe="scaffold", resume=True)["resumed_from"] == 2
+
+
+def test_resume_with_no_checkpoint_is_an_input_error_that_names_the_setting(build_dir: Path, tmp_path: Path, capsys):
+    with pytest.raises(InputError, match=r"train\.checkpoint_every"):
+        train(FAST, TINY, build_dir, tmp_path / "s", recipe="scaffold", resume=True)
+    from rscaffold.cli import main
+
+    assert main(["train", "--input", str(build_dir), "--output", str(tmp_path / "s"), "--resume"]) == 2
+    assert "no complete checkpoint to resume from" in capsys.readouterr().err
+
+
+def test_a_checkpoint_at_least_every_checkpoint_minutes_of_the_loops_clock(build_dir, tmp_path, monkeypatch):
+    now = [0.0]  # minutes pass only when a step ends: 6 a step
+    monkeypatch.setattr(train_module, "clock", lambda: now[0] * 60)
+
+    def tick(step, model):
+        now[0] += 6 if step else 0
+
+    cfg = FAST.model_copy(update={"max_steps": 6, "keep_checkpoints": 5})
+    assert cfg.checkpoint_minutes == 10.0  # the default: a long run is resumable without a setting
+    train(cfg, TINY, build_dir, tmp_path / "timed", recipe="scaffold", on_step=tick)
+    saved = sorted(p.name for p in (tmp_path / "timed" / "checkpoints").glob("step-*"))
+    assert saved == ["step-0000003", "step-0000005"]  # at 12 minutes, then 12 minutes after that
+    never = cfg.model_copy(update={"checkpoint_minutes": None})
+    train(never, TINY, build_dir, tmp_path / "never", recipe="scaffold", on_step=tick)
+    assert not list((tmp_path / "never" / "checkpoints").glob("step-*"))
+
+
+def test_resuming_a_finished_run_leaves_its_folder_as_it_is(build_dir: Path, tmp_path: Path, caplog):
+    """Seen: it rewrote rscaffold_student.json with ``"final": {}`` from the checkpoint of the last step."""
+    cfg = FAST.model_copy(update={"max_steps": 4, "checkpoint_every": 2})
+    out = tmp_path / "s"
+    summary = train(cfg, TINY, build_dir, out, recipe="scaffold")
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()}
+    caplog.set_level(logging.INFO, logger="rscaffold.train")
+    assert train(cfg, TINY, build_dir, out, recipe="scaffold", resume=True) == summary
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()} == before
+    assert "already trained" in caplog.text
+
+
+class Payload:
+    """A pickle that creates ``marker`` when unpickled (any command could run in its place)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_resuming_never_unpickles_a_file_of_the_checkpoint_folder(build_dir: Path, tmp_path: Path):
+    """Seen: Accelerate's load_state unpickled custom_checkpoint_*.pkl with weights_only=False."""
+    cfg = FAST.model_copy(update={"max_steps": 5, "checkpoint_every": 3})
+    out = tmp_path / "s"
+    killed_run(build_dir, out, cfg, at=4)
+    marker = tmp_path / "the-pickle-ran"
+    crafted = pickle.dumps(Payload(marker))
+    for name in ("custom_checkpoint_0.pkl", "custom_checkpoint_1.pkl", "random_states_0.pkl"):
+        (out / "checkpoints" / "step-0000003" / name).write_bytes(crafted)
+    try:
+        summary = train(cfg, TINY, build_dir, out, recipe="scaffold", resume=True)
+    finally:
+        assert not marker.exists(), "resuming ran a command from a crafted pickle"
+    assert summary["resumed_from"] == 3 and summary["steps"] == 5
+    saved = {p.suffix for p in (out / "checkpoints" / "step-0000003").iterdir()} - {".pkl"}
+    assert saved == {".safetensors", ".json"}
 
 
 @pytest.mark.parametrize("recipe", ["cot-sft", "oracle-cot", "long-sft", "answer-sft", "pretrain"])
@@ -182,17 +295,27 @@ def test_two_process_cpu_run_trains_and_saves(build_dir: Path, tmp_path: Path):
         "OMP_NUM_THREADS": "1",
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
-    script = [str(ROOT / "scripts" / "train_tiny.py"), str(build_dir), str(tmp_path / "s"), "2"]
-    failures = []
-    for _ in range(2):  # a second try when the two processes fail to meet (seen once on a loaded machine)
-        done = subprocess.run(_launcher() + script, env=env, capture_output=True, text=True, timeout=120)
-        if done.returncode == 0:
-            break
-        errors = [line for line in done.stderr.splitlines() if "Error" in line or "error:" in line]
-        failures.append("\n".join(errors[:20]) + done.stderr[-2000:])
-    assert done.returncode == 0, "\n---\n".join(failures)
-    summaries = [json.loads(line[8:]) for line in done.stdout.splitlines() if line.startswith("SUMMARY ")]
-    assert len(summaries) == 2 and all(s["processes"] == 2 and s["steps"] == 2 for s in summaries)
+    script = [str(ROOT / "scripts" / "train_tiny.py"), str(build_dir), str(tmp_path / "s"), "3"]
+
+    def launch(*args: str) -> str:
+        failures = []
+        for _ in range(2):  # a second try when the two processes fail to meet (seen once on a loaded machine)
+            done = subprocess.run(
+                _launcher() + script + list(args), env=env, capture_output=True, text=True, timeout=120
+            )
+            if done.returncode == 0:
+                return done.stdout
+            errors = [line for line in done.stderr.splitlines() if "Error" in line or "error:" in line]
+            failures.append("\n".join(errors[:20]) + done.stderr[-2000:])
+        raise AssertionError("\n---\n".join(failures))
+
+    assert launch("--checkpoint-every", "1", "--stop-at", "2").count("STOPPED") == 2
+    saved = tmp_path / "s" / "checkpoints" / "step-0000002"
+    assert {"rng-0.safetensors", "rng-1.safetensors", "complete.json"} <= {p.name for p in saved.iterdir()}
+    out = launch("--resume")
+    summaries = [json.loads(line[8:]) for line in out.splitlines() if line.startswith("SUMMARY ")]
+    assert len(summaries) == 2
+    assert all(s["processes"] == 2 and s["steps"] == 3 and s["resumed_from"] == 2 for s in summaries)
     # Loaded in a fresh interpreter: once, after the whole suite, an in-process load met a parameter
     # left on the meta device by some earlier test's state (not reproduced alone).
     code = "import sys; from rscaffold.model import load_student as l; print(l(sys.argv[1])[2]['train']['processes'])"

@@ -8,6 +8,7 @@ its dotted key.
 from __future__ import annotations
 
 import difflib
+import reprlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rscaffold.config.data import (
     CACHE_PATH,
+    SECRET_FIELDS,
     ApiTeacherConfig,
     CacheConfig,
     ClientConfig,
@@ -129,8 +131,11 @@ class Config(Section):
     cache: CacheConfig = Field(default_factory=CacheConfig)
 
 
-def _parse_value(text: str) -> Any:
-    value = yaml.safe_load(text) if text.strip() else ""
+def _parse_value(key: str, text: str) -> Any:
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except (yaml.YAMLError, RecursionError) as e:
+        raise InputError(f"override '{key}': the value is not valid YAML ({_first_line(e)})") from None
     if isinstance(value, str):  # YAML 1.1 reads "3e-5" as a string
         try:
             return float(value)
@@ -144,14 +149,16 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     key, eq, text = override.partition("=")
     if not eq or not key.strip():
         raise InputError(f"override {override!r}: expected KEY=VALUE, e.g. label.lexicon=extended")
-    *parents, leaf = key.strip().split(".")
+    # The messages name the key, never the value: a value may be a key typed by mistake.
+    key = key.strip()
+    *parents, leaf = key.split(".")
     node = data
     for part in parents:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise InputError(f"override {override!r}: {part!r} holds a value, not a section")
+            raise InputError(f"override '{key}': {part!r} holds a value, not a section")
         node = child
-    node[leaf] = _parse_value(text)
+    node[leaf] = _parse_value(key, text)
 
 
 def _check_keys(model: type[BaseModel], data: dict[str, Any], prefix: str = "") -> None:
@@ -161,16 +168,46 @@ def _check_keys(model: type[BaseModel], data: dict[str, Any], prefix: str = "") 
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; known: {', '.join(fields)}"
-            raise InputError(f"config key '{dotted}' is unknown{hint}")
+            raise InputError(f"config key {dotted!r} is unknown{hint}")
         sub = fields[key].annotation
         if isinstance(sub, type) and issubclass(sub, BaseModel) and isinstance(value, dict):
             _check_keys(sub, value, f"{dotted}.")
 
 
 def _validation_message(error: ValidationError) -> str:
+    """The first error, one line: the dotted key, what is wrong, and the value unless the message
+    holds it already or the field may hold a key typed by mistake (``SECRET_FIELDS``)."""
     first = error.errors(include_url=False)[0]
-    key = ".".join(str(p) for p in first["loc"])
-    return f"config key '{key}': {first['msg']} (got {first.get('input')!r})"
+    key = repr(".".join(str(p) for p in first["loc"]))
+    message = first["msg"].removeprefix("Value error, ")
+    value = first.get("input")
+    if SECRET_FIELDS.intersection(map(str, first["loc"])) or (isinstance(value, str) and value in message):
+        return f"config key {key}: {message}"
+    return f"config key {key}: {message} (got {reprlib.repr(value)})"
+
+
+def _first_line(error: Exception) -> str:
+    if isinstance(error, RecursionError):  # the parser recursed once per level of [ or {
+        return "nested too deeply"
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _read_yaml(path: str | Path) -> Any:
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise InputError(f"{path}: cannot read config ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not valid UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
+    except (yaml.YAMLError, RecursionError) as e:  # RecursionError: nesting deeper than the parser goes
+        raise InputError(f"{path}: invalid YAML: {_first_line(e)}") from None
+
+
+def _exists(path: str | Path) -> bool:
+    try:
+        return Path(path).exists()
+    except (OSError, ValueError):  # a name too long, a NUL byte
+        return False
 
 
 def shipped_config(name: str) -> Path:
@@ -184,15 +221,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     ``path`` may also name a config shipped with the package (``demo``).
     """
     data: dict[str, Any] = {}
-    if path is not None and not Path(path).exists() and shipped_config(str(path)).exists():
+    if path is not None and not _exists(path) and _exists(shipped_config(str(path))):
         path = shipped_config(str(path))
     if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except OSError as e:
-            raise InputError(f"{path}: cannot read config ({e.strerror})") from None
-        except yaml.YAMLError as e:
-            raise InputError(f"{path}: invalid YAML: {str(e).splitlines()[0]}") from None
+        loaded = _read_yaml(path)
         if loaded is not None and not isinstance(loaded, dict):
             raise InputError(f"{path}: expected a mapping of config sections, got {type(loaded).__name__}")
         data = loaded or {}

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rscaffold.prompts import JUDGE_PROMPTS, PROMPTS
-from rscaffold.signals import LEXICONS
+from rscaffold.signals import LEXICONS, load_lexicon
 from rscaffold.testbed import phrasing
 
 CACHE_PATH = "~/.cache/rscaffold/responses.sqlite"
+SECRET_FIELDS = frozenset({"api_key_env", "base_url"})
+"""Fields where a key typed by mistake would land: their errors never echo the value."""
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def is_file(path: str) -> bool:
+    """``Path(path).is_file()``, False for a name the system refuses (too long, a NUL byte)."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 class TestbedConfig(BaseModel):
@@ -141,6 +154,36 @@ class ClientConfig(BaseModel):
     cache: str | None = Field(CACHE_PATH, description="Response cache (SQLite); none sends every request.")
     retry_failed: bool = Field(False, description="Try again the requests an earlier run recorded as failed.")
 
+    # A key typed into either field would be written into the run folder's config.yaml; the
+    # messages say what is wrong without repeating the value (see SECRET_FIELDS).
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not _ENV_NAME.fullmatch(value):
+            raise ValueError(
+                "expected the name of an environment variable (letters, digits, _), not the key itself: "
+                "export RSCAFFOLD_KEY=... and set api_key_env=RSCAFFOLD_KEY"
+            )
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _plain_url(cls, value: str) -> str:
+        try:
+            url = urlsplit(value)
+        except ValueError:
+            url = None
+        if url is None or url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError("expected an http(s) URL up to /v1, such as http://127.0.0.1:8000/v1")
+        if "@" in url.netloc or url.query or url.fragment:
+            raise ValueError(
+                "credentials, a query or a fragment in the URL are refused; put the key in the environment "
+                "variable named by api_key_env"
+            )
+        return value
+
 
 class ApiTeacherConfig(ClientConfig):
     """`generate.api`: the teacher over an OpenAI-compatible API."""
@@ -235,8 +278,9 @@ class LabelConfig(BaseModel):
     @field_validator("lexicon")
     @classmethod
     def _known_lexicon(cls, value: str) -> str:
-        if value not in LEXICONS and not Path(value).is_file():
+        if value not in LEXICONS and not is_file(value):
             raise ValueError(f"expected one of {', '.join(LEXICONS)} or an existing TSV file, got {value!r}")
+        load_lexicon(value)  # a malformed file fails here, before any stage runs (LexiconError names the line)
         return value
 
     @field_validator("learned")
@@ -244,7 +288,7 @@ class LabelConfig(BaseModel):
     def _known_labeller(cls, value: str | None) -> str | None:
         if value in (None, "none", "null", ""):
             return None
-        if value != "default" and not (Path(value) / "labeller.json").is_file():
+        if value != "default" and not is_file(str(Path(value) / "labeller.json")):
             raise ValueError(f"expected default, null or a folder with labeller.json, got {value!r}")
         return value
 

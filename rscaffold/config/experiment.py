@@ -163,7 +163,10 @@ class ServeConfig(BaseModel):
 
     host: str = Field("127.0.0.1", description="Interface to bind (0.0.0.0 exposes it to the network).")
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0: any free one).")
-    token_env: str | None = Field(None, description="Environment variable holding the bearer token to require.")
+    token_env: str | None = Field(
+        None, min_length=1, description="Environment variable holding the bearer token to require (set, not empty)."
+    )
+    insecure: bool = Field(False, description="Serve beyond loopback with no token (logs a warning); else refuse.")
     questions: str | None = Field(None, description="Testbed questions (file or folder) the scripted teacher knows.")
     hf_model: str | None = Field(None, description="Folder of a local Hugging Face causal LM to host.")
     student: str | None = Field(

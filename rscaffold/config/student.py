@@ -127,6 +127,9 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(
         0, ge=0, description="Save a resumable checkpoint every N optimizer steps (0: never)."
     )
+    checkpoint_minutes: float | None = Field(
+        10.0, gt=0, description="Also save a checkpoint at least this often, in minutes (null: never by time)."
+    )
     keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept on disk.")
     log_every: int = Field(10, ge=1, description="Optimizer steps between logged losses.")
     seed: int = Field(0, description="Seed of initialisation, data order and dropout.")

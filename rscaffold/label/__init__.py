@@ -24,8 +24,8 @@ from typing import Any
 from rscaffold import runs
 from rscaffold.config import Config, JudgeConfig, LabelConfig
 from rscaffold.runs import progress
-from rscaffold.schema import Step, Trace, read_jsonl, write_jsonl
-from rscaffold.signals import Lexicon, Signal, load_lexicon
+from rscaffold.schema import InputError, Step, Trace, read_jsonl, write_jsonl
+from rscaffold.signals import Lexicon, LexiconError, Signal, load_lexicon
 
 JudgeFn = Callable[[Iterable[Trace]], Iterable[Trace]]
 """A stage-2 judge bound to its config: traces in, the same traces with judge labels out."""
@@ -164,14 +164,29 @@ POLICIES = {
 """``rscaffold label --policy P``: shortcuts for the policy's switches (config overrides)."""
 
 
+def require_steps(traces: Iterable[Trace], path: Path) -> Iterator[Trace]:
+    """The traces of ``path``, unchanged; an InputError at the end if none has steps (an unsegmented
+    file would be labelled with coverage 0 and nothing to train on). It fails inside the stream, so
+    the output file is never written."""
+    steps = False
+    for trace in traces:
+        steps = steps or bool(trace.steps)
+        yield trace
+    if not steps:
+        raise InputError(f"{path}: no trace has steps; run `rscaffold segment --input {path} --output SEGMENTED` first")
+
+
 def run_file(cfg: Config, inp: Path, out: Path) -> dict[str, Any]:
     """The label stage from file to file; returns the summary a run's manifest records."""
     counts: Counter[str] = Counter()
     judge_report: dict[str, Any] = {}
+    try:
+        lexicon = load_lexicon(cfg.label.lexicon)  # checked by the config, unless it was built unchecked (model_copy)
+    except LexiconError as e:
+        raise InputError(str(e)) from None
     judge = make_judge(cfg.judge, judge_report) if cfg.label.judge else None
-    traces = progress(read_jsonl(inp, Trace), "label")
+    traces = require_steps(progress(read_jsonl(inp, Trace), "label"), inp)
     n = write_jsonl(out, run_policy(traces, cfg.label, judge, counts=counts))
-    lexicon = load_lexicon(cfg.label.lexicon)
     steps = sum(v for k, v in counts.items() if k != "overruled_keyword")
     return {
         "traces": n,

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from rscaffold.schema import InputError, Trace, read_jsonl
-from rscaffold.signals import Lexicon, Signal, load_lexicon
+from rscaffold.signals import Lexicon, LexiconError, Signal, load_lexicon
 
 log = logging.getLogger(__name__)
 
@@ -338,7 +338,10 @@ def add_train_labeller_arguments(p: argparse.ArgumentParser) -> None:
 
 def cmd_train_labeller(args: argparse.Namespace) -> int:
     """Train a learned labeller from trace files (and testbed traces); print its held-out accuracy."""
-    lexicon = load_lexicon(args.lexicon)
+    try:
+        lexicon = load_lexicon(args.lexicon)
+    except LexiconError as e:
+        raise InputError(str(e)) from None
     data: list[Example] = []
     sources: dict[str, Any] = {}
     for path in args.input:

@@ -2,7 +2,9 @@
 
 It hosts the scripted teacher (answers in ``reasoning_content`` and ``content``, as DeepSeek sends
 them), a scripted judge, a fixed ``echo`` model and any local Hugging Face causal LM. It binds
-127.0.0.1 unless told otherwise; a bearer token (read from an environment variable) is optional.
+127.0.0.1 unless told otherwise; a bearer token (read from an environment variable) guards every
+route. It refuses to start with a named token variable unset or empty, and beyond loopback with no
+token unless ``--insecure`` says so.
 Fault injection (429 with Retry-After, 500, delays, truncated or garbage bodies, dropped connections) and a request
 counter (``/v1/_stats``) serve tests and drills of the client.
 """
@@ -16,7 +18,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from pydantic import ValidationError
+
 from rscaffold.config import Config, ScriptedConfig, ServeConfig
+from rscaffold.schema import InputError
+
+_OPTIONS = ("host", "port", "questions", "hf_model", "student", "token_env", "insecure")
 
 
 @contextmanager
@@ -52,6 +59,23 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hf-model", help="folder of a local Hugging Face causal LM to host")
     parser.add_argument("--student", help="folder of a trained student (rscaffold train) to host")
     parser.add_argument("--token-env", help="environment variable holding the bearer token to require")
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,  # not given: serve.insecure decides
+        help="serve a host beyond loopback with no token (serve.insecure)",
+    )
+
+
+def serve_section(args: argparse.Namespace, cfg: Config) -> ServeConfig:
+    """The ``serve`` section with the options given, validated as the config is (``--port -1`` fails)."""
+    given = {k: v for k in _OPTIONS if (v := getattr(args, k, None)) is not None}
+    try:
+        return ServeConfig.model_validate({**cfg.serve.model_dump(), **given})
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        option = "--" + str(first["loc"][0]).replace("_", "-")
+        raise InputError(f"serve: {option}: {first['msg']} (got {first.get('input')!r})") from None
 
 
 def cmd_serve(args: argparse.Namespace, cfg: Config) -> int:
@@ -60,8 +84,7 @@ def cmd_serve(args: argparse.Namespace, cfg: Config) -> int:
 
     from rscaffold.serve.app import app_from_config
 
-    given = {k: getattr(args, k, None) for k in ("host", "port", "questions", "hf_model", "student", "token_env")}
-    section = cfg.serve.model_copy(update={k: v for k, v in given.items() if v is not None})
+    section = serve_section(args, cfg)
     app = app_from_config(section, cfg.generate.scripted, cfg.run.seed, cfg.decode)
     uvicorn.run(app, host=section.host, port=section.port, log_level="info", access_log=False)
     return 0

@@ -1,13 +1,18 @@
 """The FastAPI app behind `rscaffold serve`: endpoints, streaming, faults, the request counter.
 
-Imported only when a server starts, so reading the config does not load FastAPI.
+Imported only when a server starts, so reading the config does not load FastAPI. With a token set,
+every route needs it; there are no documentation routes (``/docs``, ``/openapi.json``) to leak past it.
+A malformed request gets a 400 with a JSON error naming the field, before any model sees it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
+import ipaddress
 import json
+import logging
 import os
 import random
 import time
@@ -17,10 +22,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import ClientDisconnect
 
 from rscaffold.config import DecodeConfig, FaultConfig, ScriptedConfig, ServeConfig
+from rscaffold.schema import InputError
 from rscaffold.serve.doubles import Model, UnknownRequest, build_models
+
+log = logging.getLogger(__name__)
 
 
 class Stats:
@@ -38,6 +47,44 @@ class Stats:
         if detail:
             out["fingerprints"] = dict(self.answered)
         return out
+
+
+class ChatMessage(BaseModel):
+    """One message as the hosted models read it; other fields (``name``, ...) pass through."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    role: str
+    content: str | list[dict[str, Any]]
+
+
+class ChatRequest(BaseModel):
+    """The fields of a chat request the server and its models read, with their JSON types (strict: no
+    ``"5"`` for 5); other OpenAI fields pass through unchecked."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    model: str
+    messages: list[ChatMessage]
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0)
+    top_p: float | None = Field(None, ge=0, le=1)
+    seed: int | None = None
+    stream: bool | None = None
+    stream_options: dict[str, Any] | None = None
+
+
+def request_problem(body: Any) -> str | None:
+    """What is wrong with a parsed request body (one line naming the field), or None."""
+    if not isinstance(body, dict):
+        return f"the body must be a JSON object, got {type(body).__name__}"
+    try:
+        ChatRequest.model_validate(body)
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in first["loc"])
+        return f"field '{field}': {first['msg']}"
+    return None
 
 
 def fingerprint(body: dict[str, Any]) -> str:
@@ -111,8 +158,8 @@ def _pieces(text: str) -> Iterator[str]:
 
 
 def create_app(cfg: ServeConfig, models: dict[str, Model], token: str | None = None) -> Any:
-    """The FastAPI app; ``token``: the bearer token clients must send (none: open)."""
-    app = FastAPI(title="rscaffold serve")
+    """The FastAPI app; ``token``: the bearer token clients must send on every route (none: open)."""
+    app = FastAPI(title="rscaffold serve", docs_url=None, redoc_url=None, openapi_url=None)
     stats, faults = Stats(), cfg.faults
     rng = random.Random(faults.seed)
     app.state.stats = stats
@@ -122,7 +169,10 @@ def create_app(cfg: ServeConfig, models: dict[str, Model], token: str | None = N
         return JSONResponse({"error": {"message": message, "type": kind}}, status, headers=headers)
 
     def authorised(request: Request) -> bool:
-        return token is None or request.headers.get("authorization") == f"Bearer {token}"
+        if token is None:
+            return True
+        sent = request.headers.get("authorization", "").encode()
+        return hmac.compare_digest(sent, f"Bearer {token}".encode())  # constant time: no timing oracle
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> Any:
@@ -131,8 +181,10 @@ def create_app(cfg: ServeConfig, models: dict[str, Model], token: str | None = N
         return {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "rscaffold"} for m in models]}
 
     @app.get("/v1/_stats")
-    async def get_stats(detail: bool = False) -> Any:
-        return stats.report(detail)
+    async def get_stats(request: Request) -> Any:
+        if not authorised(request):
+            return error(401, "missing or wrong bearer token", "authentication_error")
+        return stats.report(request.query_params.get("detail", "").lower() in ("1", "true", "yes"))
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:
@@ -148,7 +200,9 @@ def create_app(cfg: ServeConfig, models: dict[str, Model], token: str | None = N
             return Response(status_code=499)
         if faults.delay_ms or faults.delay_jitter_ms:
             await asyncio.sleep((faults.delay_ms + rng.uniform(0, faults.delay_jitter_ms)) / 1000)
-        model = models.get(body.get("model")) if isinstance(body, dict) else None
+        if problem := request_problem(body):
+            return error(400, problem, "invalid_request_error")
+        model = models.get(body["model"])
         if model is None:
             return error(404, f"unknown model; known: {', '.join(models)}", "invalid_request_error")
         u = rng.random()
@@ -199,10 +253,42 @@ def _slow(model: Model) -> bool:
     return type(model).__name__ in ("HfChat", "StudentChat")
 
 
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name, or "" (every interface)
+        return False
+
+
+def bearer_token(cfg: ServeConfig) -> str | None:
+    """The token clients must send, from the variable ``cfg.token_env``. Refuses (InputError) to serve
+    open by accident: a named variable that is unset or empty, or a host beyond loopback with no token
+    unless ``cfg.insecure`` (then a warning)."""
+    token = os.environ.get(cfg.token_env, "") if cfg.token_env is not None else None
+    if token is not None and not token.strip():
+        raise InputError(
+            f"serve: the token variable {cfg.token_env} (--token-env) is unset or empty; refusing to serve without it"
+        )
+    if token is None and not _loopback(cfg.host):
+        if not cfg.insecure:
+            raise InputError(
+                f"serve: host {cfg.host!r} is reachable beyond this machine and no token is set: "
+                "give --token-env NAME, or --insecure (serve.insecure) to serve it open"
+            )
+        log.warning(
+            "serving on %s WITHOUT AUTHENTICATION (--insecure): anyone who can reach it can use the hosted models",
+            cfg.host,
+        )
+    return token
+
+
 def app_from_config(
     cfg: ServeConfig, scripted: ScriptedConfig | None = None, seed: int = 0, decode: DecodeConfig | None = None
 ) -> Any:
     """``decode``: the DecodeConfig a hosted student decodes with (defaults when None)."""
+    token = bearer_token(cfg)  # before loading any model: a refusal comes at once
     scripted = scripted or ScriptedConfig()
     models = build_models(cfg.questions, scripted, seed, cfg.hf_model, cfg.faults.judge_invalid_share)
     if cfg.student:
@@ -212,5 +298,4 @@ def app_from_config(
         from rscaffold.serve.student import StudentChat
 
         models[Path(cfg.student).name] = StudentChat(cfg.student, decode or DecodeConfig())
-    token = os.environ.get(cfg.token_env) if cfg.token_env else None
     return create_app(cfg, models, token)

@@ -27,7 +27,8 @@ class HfGenerator:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device).eval()
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, use_safetensors=True)
+            self.model = model.to(device).eval()
         except OSError as e:
             raise InputError(f"{path}: cannot load a causal LM ({str(e).splitlines()[0]})") from None
         self.tokenizer.padding_side = "left"  # generation continues from the right end of every row

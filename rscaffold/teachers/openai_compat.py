@@ -91,6 +91,7 @@ class ApiClient:
             # httpx logs every request at INFO: 100,000 lines drown the progress and the warnings.
             logging.getLogger("httpx").setLevel(logging.WARNING)
         key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
+        self._secret = key
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         # httpx's pool scans all its connections and queued requests on every request and response,
         # which costs more CPU than the request itself at 32 connections; small pools keep it cheap.
@@ -140,9 +141,10 @@ class ApiClient:
         try:
             response, latency = await self._send(body)
         except RequestFailed as e:
+            reason = self.masked(str(e))
             if self.cache is not None:
-                self.cache.put_failure(key, self.kind, self.cfg.model, item, str(e))
-            raise
+                self.cache.put_failure(key, self.kind, self.cfg.model, item, reason)
+            raise RequestFailed(reason) from None
         if self.cache is not None:
             self.cache.put(key, self.kind, body, response, {"latency_s": latency, **item})
         self.ledger.request(response.get("usage"), latency)
@@ -175,6 +177,11 @@ class ApiClient:
             if attempt + 1 < self.cfg.max_tries:
                 await asyncio.sleep(self._backoff(attempt, wait))
         raise RequestFailed(f"{reason}, after {self.cfg.max_tries} tries")
+
+    def masked(self, reason: str) -> str:
+        """A failure reason without the API key: some servers echo it in the error body, and reasons go
+        to the log, the cache and the run's summary."""
+        return reason.replace(self._secret, "***") if self._secret else reason
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
