@@ -8,6 +8,7 @@ line, set the config (``rscaffold label --run-dir r label.lexicon=extended``).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -16,13 +17,13 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from rscaffold import build, generate, import_traces, label, pipeline, runs, segment, stats
 from rscaffold.config import RECIPES, SOURCES, Config, load_config, shipped_config
-from rscaffold.schema import InputError
+from rscaffold.schema import InputError, Question
 
 log = logging.getLogger("rscaffold")
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)*=")
@@ -86,7 +87,17 @@ FILE_RUNNERS: dict[str, Callable[[Config, Path | None, Path], dict[str, Any]]] =
 }
 FILE_ONLY = {
     "train": ("recipe", "resume"),
-    "decode": ("student", "source", "predictor", "golden", "train_traces"),
+    "decode": (
+        "student",
+        "source",
+        "predictor",
+        "golden",
+        "train_traces",
+        "benchmark",
+        "split",
+        "limit",
+        "benchmark_path",
+    ),
 }
 """Options of the file form only: a run folder takes them from ``experiment.*`` (``--tau`` sets
 ``decode.tau``, the gate of every variant without its own)."""
@@ -95,7 +106,7 @@ FILE_ONLY = {
 def _file_stage(stage: str, cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
     """One stage from ``--input`` to ``--output``."""
     inp, out = args.input, args.output
-    needs_input = stage not in ("testbed", "import")
+    needs_input = stage not in ("testbed", "import") and not (stage == "decode" and args.benchmark)
     if (out is None and stage != "stats") or (needs_input and inp is None):
         what = (
             "--output DIR" if stage == "testbed" else ("--input FILE --output FILE" if needs_input else "--output FILE")
@@ -118,8 +129,25 @@ def _file_stage(stage: str, cfg: Config, args: argparse.Namespace) -> dict[str, 
         from rscaffold.decode import decode_file
 
         extras = {"golden": args.golden, "train_traces": args.train_traces, "predictor": args.predictor}
-        return decode_file(cfg.decode, args.student, inp, out, {**extras, "prompt_template": cfg.build.prompt_template})
+        extras["prompt_template"] = cfg.build.prompt_template
+        return decode_file(cfg.decode, args.student, _decode_questions(args), out, extras)
     return FILE_RUNNERS[stage](cfg, inp, out)
+
+
+def _decode_questions(args: argparse.Namespace) -> Path | Iterable[Question]:
+    """``--input FILE``, or the first ``--limit`` questions of ``--benchmark NAME [--split S]``."""
+    if args.benchmark is None:
+        if args.split or args.limit or args.benchmark_path:
+            raise InputError("decode: --split, --limit and --benchmark-path go with --benchmark NAME")
+        return args.input
+    if args.input is not None:
+        raise InputError("decode: give --input FILE or --benchmark NAME, not both")
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"decode: --limit must be at least 1, got {args.limit}")
+    from rscaffold.benchmarks import load_questions
+
+    questions = load_questions(args.benchmark, args.split, args.benchmark_path)
+    return itertools.islice(questions, args.limit) if args.limit else questions
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
@@ -332,6 +360,11 @@ def _stage_parsers(sub: Any) -> None:
     dec.add_argument("--predictor", type=Path, help="generative predictor folder (recipe predictor)")
     dec.add_argument("--golden", type=Path, help="labelled teacher traces of the questions (golden signals)")
     dec.add_argument("--train-traces", type=Path, help="labelled training traces (random signals)")
+    dec.add_argument("--benchmark", help="decode a benchmark's questions instead of --input (gsm8k, math500, ...)")
+    dec.add_argument("--split", help="the benchmark's split (default: its test split)")
+    dec.add_argument("--limit", type=int, help="the first N questions of the benchmark")
+    dec.add_argument("--benchmark-path", type=Path, help="the benchmark's file or folder (default: "
+                     "$RSCAFFOLD_BENCHMARKS/NAME, else the hub when online)")  # fmt: skip
     _io(dec)
     dec.set_defaults(func=cmd_stage)
 

@@ -353,14 +353,17 @@ def _device(cfg: DecodeConfig) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def decode_file(cfg: DecodeConfig, student_dir: Path, questions: Path, output: Path, extras: dict[str, Any]) -> dict:
-    """Decode one questions file with one student; returns counts for the manifest."""
+def decode_file(
+    cfg: DecodeConfig, student_dir: Path, questions: Path | Iterable[Question], output: Path, extras: dict[str, Any]
+) -> dict:
+    """Decode one questions file (or the questions given) with one student; returns counts for the manifest."""
     student = student_from_folder(student_dir, _device(cfg), extras.get("prompt_template"))
     golden = golden_sequences(read_jsonl(extras["golden"], Trace)) if extras.get("golden") else None
     source = None if student.follows_signals else NoSignals()
     source = source or make_source(cfg, student, golden, extras.get("train_traces"), extras.get("predictor"))
     decoder = Decoder(student, source, cfg, golden=golden)
-    items = runs.progress(read_jsonl(questions, Question), f"decode {student.method}")
+    given = read_jsonl(questions, Question) if isinstance(questions, Path) else questions
+    items = runs.progress(given, f"decode {student.method}")
     n = write_jsonl(output, decoder(items))
     return {"student": student.method, "signal_source": source.name, "questions": n, "output": str(output)}
 

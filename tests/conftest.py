@@ -21,6 +21,15 @@ def shared_traces() -> Path:
     return path
 
 
+@pytest.fixture
+def shared_benchmarks() -> Path:
+    """../shared/data/benchmarks; tests that need it skip in a user's clone."""
+    path = SHARED / "benchmarks"
+    if not path.is_dir():
+        pytest.skip(f"benchmark files not found at {path} (set RSCAFFOLD_SHARED_DATA to the shared data folder)")
+    return path
+
+
 def tiny_llama(tok, seed: int = 0, positions: int = 256, special_ids: bool = True, **config):
     """The tiny random Llama of the model tests (2 layers, width 32), sized to ``tok``'s vocabulary, with
     its pad/bos/eos ids (``special_ids``); built in code, no download. ``config``: other LlamaConfig fields."""

@@ -269,3 +269,33 @@ def test_a_cached_hub_id_loads_offline(base_folder, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, name, **_: cached.get(repo))
     student = base_student("someone/cached-model")
     assert student.method == "original" and student.signal_bias is None
+
+
+def test_decode_takes_a_benchmark_instead_of_a_questions_file(base_folder, tmp_path, capsys):
+    from rscaffold.config import TestbedConfig
+    from rscaffold.schema import Decoded, read_jsonl
+    from rscaffold.testbed.problems import write_splits
+
+    write_splits(TestbedConfig(train=2, test_id=5, test_ood=2, test_surface=2, perturbed_groups=1), 0, tmp_path / "tb")
+    out = tmp_path / "d.jsonl"
+    base = ["decode", "--student", str(base_folder), "--output", str(out), "decode.max_tokens=8"]
+    bench = ["--benchmark", "testbed", "--benchmark-path", str(tmp_path / "tb"), "--split", "test_ood"]
+    assert main([*base, *bench, "--limit", "1", "decode.max_answer_tokens=4"]) == 0
+    (record,) = read_jsonl(out, Decoded)
+    assert record.question_id.startswith("test_ood") and record.benchmark == "testbed" and record.split == "test_ood"
+    assert main(["evaluate", "--benchmark", "testbed", "--predictions", str(out), "--output", str(tmp_path / "s")]) == 0
+    capsys.readouterr()
+    assert main([*base, "--benchmark", "nope"]) == 2
+    assert "unknown benchmark 'nope'" in capsys.readouterr().err
+    assert main([*base, *bench, "--input", str(out)]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main([*base, "--input", str(out), "--limit", "2"]) == 2
+    assert "go with --benchmark" in capsys.readouterr().err
+
+
+def test_decode_reads_a_shipped_benchmark_file(base_folder, tmp_path, shared_benchmarks):
+    out = tmp_path / "d.jsonl"
+    args = ["decode", "--student", str(base_folder), "--output", str(out), "--benchmark", "gsm8k", "--limit", "2"]
+    args += ["--benchmark-path", str(shared_benchmarks / "gsm8k"), "decode.max_tokens=8", "decode.max_answer_tokens=4"]
+    assert main(args) == 0
+    assert [json.loads(line)["benchmark"] for line in out.read_text().splitlines()] == ["gsm8k", "gsm8k"]

@@ -6,6 +6,10 @@ answer extraction (a key of ``rscaffold.answers.EXTRACTIONS``).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
 from rscaffold.benchmarks import (
     commonsenseqa,
     gsm8k,
@@ -18,7 +22,7 @@ from rscaffold.benchmarks import (
     truthfulqa,
 )
 from rscaffold.benchmarks.common import Benchmark
-from rscaffold.schema import Question
+from rscaffold.schema import InputError, Question
 from rscaffold.testbed.problems import SPLITS
 
 
@@ -40,3 +44,21 @@ SPECS: dict[str, Benchmark] = {
 } | {"testbed": TESTBED}
 
 BENCHMARKS = {"testbed": testbed.load} | {name: spec.load for name, spec in SPECS.items() if name != "testbed"}
+
+
+def load_questions(name: str, split: str | None = None, path: str | Path | None = None) -> Iterator[Question]:
+    """The questions of benchmark ``name`` (its default split unless ``split``) from ``path`` (a file or
+    the folder of the source's files), else ``$RSCAFFOLD_BENCHMARKS/<name>`` when that folder exists,
+    else the Hugging Face hub (online only)."""
+    if name not in BENCHMARKS:
+        raise InputError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}")
+    if path is None and os.environ.get("RSCAFFOLD_BENCHMARKS"):
+        found = Path(os.environ["RSCAFFOLD_BENCHMARKS"]) / name
+        path = found if found.exists() else None
+    if path is not None and not Path(path).exists():
+        raise InputError(f"{path}: not found (benchmark {name})")
+    if name == "testbed":
+        if path is None:
+            raise InputError("testbed: give the folder `rscaffold testbed` wrote (--benchmark-path)")
+        return testbed.load(path, split or TESTBED.default_split)
+    return SPECS[name].load(path, split)
