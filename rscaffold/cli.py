@@ -21,9 +21,18 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from rscaffold import build, generate, import_traces, label, pipeline, runs, segment, stats
+from rscaffold import build, evaluate, generate, import_traces, label, pipeline, probe, runs, segment, stats
+from rscaffold.benchmarks import load_questions
 from rscaffold.config import RECIPES, SOURCES, Config, load_config, shipped_config
+from rscaffold.label.learned import add_train_labeller_arguments, cmd_train_labeller
+from rscaffold.label.quality import add_label_report_arguments, cmd_label_report
+from rscaffold.report import write_report
+from rscaffold.report.headline import format_headline
 from rscaffold.schema import InputError, Question
+from rscaffold.serve import add_serve_arguments, cmd_serve
+from rscaffold.signals import LEXICONS
+from rscaffold.teachers.cache import add_cache_arguments, cmd_cache
+from rscaffold.testbed.problems import write_splits
 
 log = logging.getLogger("rscaffold")
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)*=")
@@ -47,9 +56,7 @@ def _config(args: argparse.Namespace, shortcuts: dict[str, Any] | None = None) -
 
 
 def _label_shortcuts(args: argparse.Namespace) -> dict[str, Any]:
-    from rscaffold.label import POLICIES
-
-    out: dict[str, Any] = dict(POLICIES[args.policy]) if args.policy else {}
+    out: dict[str, Any] = dict(label.POLICIES[args.policy]) if args.policy else {}
     if args.lexicon:
         out["label.lexicon"] = args.lexicon
     if args.learned:
@@ -115,8 +122,6 @@ def _file_stage(stage: str, cfg: Config, args: argparse.Namespace) -> dict[str, 
     if inp is not None and not _exists(inp):
         raise InputError(f"{inp}: not found")
     if stage == "testbed":
-        from rscaffold.testbed.problems import write_splits
-
         return {"splits": write_splits(cfg.testbed, cfg.run.seed, out)}
     if stage == "train":
         from rscaffold.train import train
@@ -144,8 +149,6 @@ def _decode_questions(args: argparse.Namespace) -> Path | Iterable[Question]:
         raise InputError("decode: give --input FILE or --benchmark NAME, not both")
     if args.limit is not None and args.limit < 1:
         raise InputError(f"decode: --limit must be at least 1, got {args.limit}")
-    from rscaffold.benchmarks import load_questions
-
     questions = load_questions(args.benchmark, args.split, args.benchmark_path)
     return itertools.islice(questions, args.limit) if args.limit else questions
 
@@ -189,14 +192,12 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = _config(args)
     if args.predictions is not None:
-        from rscaffold.evaluate import score_predictions, write_scored
-
         if args.run_dir is not None:
             raise InputError("evaluate: --predictions cannot go with --run-dir")
         if not args.benchmark or args.output is None:
             raise InputError("evaluate --predictions needs --benchmark NAME and --output FILE")
-        summary, scored = score_predictions(args.predictions, args.benchmark, cfg.evaluate)
-        write_scored(args.output, scored)
+        summary, scored = evaluate.score_predictions(args.predictions, args.benchmark, cfg.evaluate)
+        evaluate.write_scored(args.output, scored)
         print(json.dumps(summary, indent=2))
         return 0
     if args.run_dir is None:
@@ -218,21 +219,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     if len(run_dirs) == 1 and args.output is None:  # the report stage of one run: headline and page
         _print_report(pipeline.run_stage("report", cfg, run_dirs[0]))
         return 0
-    from rscaffold.report import write_report
-
     page = write_report(run_dirs, Path(args.output or runs.report_dir(run_dirs[0])), cfg.report)
     print(page)
     return 0
 
 
 def _print_report(h: dict[str, Any]) -> None:
-    from rscaffold.report.headline import format_headline
-
     print(format_headline(h))
     if h.get("probe"):
-        from rscaffold.probe import format_probe
-
-        print(format_probe(h["probe"]))
+        print(probe.format_probe(h["probe"]))
     print(f"report: {h['page']}")
 
 
@@ -267,18 +262,6 @@ def _with_config(command: Callable[[argparse.Namespace, Config], int]) -> Callab
     return lambda args: command(args, _config(args))
 
 
-def _probe(args: argparse.Namespace) -> int:
-    from rscaffold.probe import cmd_probe
-
-    return cmd_probe(args)
-
-
-def _serve(args: argparse.Namespace, cfg: Config) -> int:
-    from rscaffold.serve import cmd_serve
-
-    return cmd_serve(args, cfg)
-
-
 # -- the parser -----------------------------------------------------------------------------------
 
 
@@ -296,10 +279,6 @@ def _config_option(p: argparse.ArgumentParser) -> None:
 
 
 def _stage_parsers(sub: Any) -> None:
-    from rscaffold.generate import TEACHERS
-    from rscaffold.label import POLICIES
-    from rscaffold.signals import LEXICONS
-
     tb = sub.add_parser("testbed", help="make the embedded testbed's question splits")
     tb.add_argument("action", nargs="?", metavar="make", help="(optional, for older scripts) make the splits")
     tb.add_argument("--out", dest="output", type=Path, help="output folder")
@@ -308,7 +287,7 @@ def _stage_parsers(sub: Any) -> None:
     tb.set_defaults(func=cmd_stage, input=None)
 
     gen = sub.add_parser("generate", help="ask a teacher for thinking traces")
-    gen.add_argument("--teacher", choices=sorted(TEACHERS), help="teacher backend (generate.teacher)")
+    gen.add_argument("--teacher", choices=sorted(generate.TEACHERS), help="teacher backend (generate.teacher)")
     gen.add_argument("--seed", type=int, help="seed (run.seed)")
     gen.add_argument("--retry-failed", dest="retry", action="store_const", const=True, help="ask failed items again")
     _io(gen)
@@ -327,7 +306,7 @@ def _stage_parsers(sub: Any) -> None:
     lab.add_argument("--lexicon", help=f"keyword lexicon: {', '.join(LEXICONS)} or a TSV path (label.lexicon)")
     lab.add_argument("--learned", metavar="MODEL", help="learned labeller: default, a folder, or none (label.learned)")
     lab.add_argument(
-        "--policy", choices=sorted(POLICIES), help="which stages label: keywords, then judge and/or learned"
+        "--policy", choices=sorted(label.POLICIES), help="which stages label: keywords, then judge and/or learned"
     )
     lab.add_argument("--judge", nargs="?", const="", metavar="CONFIG", help="label stage 2 with an LLM judge; CONFIG: "
                      "YAML of judge settings (or a config with a judge: section)")  # fmt: skip
@@ -384,12 +363,6 @@ def _stage_parsers(sub: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rscaffold.label.learned import add_train_labeller_arguments, cmd_train_labeller
-    from rscaffold.label.quality import add_label_report_arguments, cmd_label_report
-    from rscaffold.probe import add_probe_arguments
-    from rscaffold.serve import add_serve_arguments
-    from rscaffold.teachers.cache import add_cache_arguments, cmd_cache
-
     parser = argparse.ArgumentParser(prog="rscaffold", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -408,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv = sub.add_parser("serve", help="an OpenAI-compatible server: scripted teacher and judge, local HF models")
     add_serve_arguments(srv)
     _config_option(srv)
-    srv.set_defaults(func=_with_config(_serve))
+    srv.set_defaults(func=_with_config(cmd_serve))
 
     cch = sub.add_parser("cache", help="the response cache of teachers and judges: stats, export, prune")
     add_cache_arguments(cch)
@@ -416,8 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     cch.set_defaults(func=_with_config(lambda args, cfg: cmd_cache(args, cfg.cache)))
 
     prb = sub.add_parser("probe", help="a base model's look-up accuracy per format (N =, N has, Here N has, ...)")
-    add_probe_arguments(prb)
-    prb.set_defaults(func=_probe)
+    probe.add_probe_arguments(prb)
+    prb.set_defaults(func=probe.cmd_probe)
 
     run = sub.add_parser("run", help="chain the stages of run.stages (testbed to report) in one run folder")
     run.add_argument("--run-dir", help="run folder (default run.dir, else runs/<time>)")

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from rscaffold import runs
+from rscaffold import generate, label, runs, segment
 from rscaffold.config import Config, DecodeConfig, ExperimentVariant
 from rscaffold.kvbatch import Batch, Row
 from rscaffold.model import DEFAULT_ANSWER_BUDGET, Student, load_student, student_from_folder
@@ -371,8 +371,6 @@ def decode_file(
 def golden_traces(cfg: Config, run_dir: Path, split: str) -> Path:
     """Labelled teacher traces of a test split (unfiltered: golden decoding needs every question),
     made once through the same generate, segment and label stages as the training traces."""
-    from rscaffold import generate, label, segment
-
     out = runs.golden(run_dir, split)
     if out.exists():
         return out

@@ -76,7 +76,6 @@ def run_stage(stage: str, cfg: Config, run_dir: Path) -> dict[str, Any]:
 def run_pipeline(cfg: Config, run_dir: Path) -> dict[str, dict[str, Any]]:
     """Every stage of ``run.stages`` in ``run_dir``, in order; returns each stage's summary."""
     out: dict[str, dict[str, Any]] = {}
-    started = time.perf_counter()
     for stage in cfg.run.stages:
         artifact = ARTIFACTS.get(stage, lambda _: None)(run_dir)
         if artifact is not None and artifact.exists():
@@ -85,6 +84,4 @@ def run_pipeline(cfg: Config, run_dir: Path) -> dict[str, dict[str, Any]]:
         t0 = time.perf_counter()
         out[stage] = run_stage(stage, cfg, run_dir)
         runs.say(f"{stage}: {time.perf_counter() - t0:.1f}s {brief(out[stage])}")
-    if "report" in out:
-        out["report"]["seconds"] = round(time.perf_counter() - started, 1)
     return out

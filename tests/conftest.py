@@ -12,22 +12,22 @@ SHARED = Path(os.environ.get("RSCAFFOLD_SHARED_DATA", ROOT.parent / "shared" / "
 TRACE_SETS = ["qwen3_thinking_traces", "thought_anchors_math", "thought_branches_faithfulness"]
 
 
+def _shared(folder: str) -> Path:
+    """A folder of ../shared/data; tests that need it skip in a user's clone, which has no ../shared."""
+    path = SHARED / folder
+    if not path.is_dir():
+        pytest.skip(f"{folder} not found at {path} (set RSCAFFOLD_SHARED_DATA to the shared data folder)")
+    return path
+
+
 @pytest.fixture
 def shared_traces() -> Path:
-    """../shared/data/traces; tests that need it skip in a user's clone, which has no ../shared."""
-    path = SHARED / "traces"
-    if not path.is_dir():
-        pytest.skip(f"real traces not found at {path} (set RSCAFFOLD_SHARED_DATA to the shared data folder)")
-    return path
+    return _shared("traces")
 
 
 @pytest.fixture
 def shared_benchmarks() -> Path:
-    """../shared/data/benchmarks; tests that need it skip in a user's clone."""
-    path = SHARED / "benchmarks"
-    if not path.is_dir():
-        pytest.skip(f"benchmark files not found at {path} (set RSCAFFOLD_SHARED_DATA to the shared data folder)")
-    return path
+    return _shared("benchmarks")
 
 
 def tiny_llama(tok, seed: int = 0, positions: int = 256, special_ids: bool = True, **config):

@@ -17,6 +17,7 @@ from typing import Any
 
 from rscaffold import runs
 from rscaffold.config import Config, ReportConfig
+from rscaffold.probe import lookup_probe  # PyTorch loads only when it probes
 from rscaffold.report.headline import headline, headline_html, pct
 from rscaffold.report.plots import PLOTS, SIGNAL_COLOURS
 from rscaffold.report.template import TEMPLATE
@@ -155,8 +156,6 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
 def _probe(cfg: Config, run_dir: Path) -> dict[str, Any] | None:
     """The base model's look-up probe per format (``rscaffold probe``) on the first 200 test_id questions,
     for a testbed base: it shows whether the base favours one recipe's way of writing values."""
-    from rscaffold.probe import lookup_probe  # loads PyTorch
-
     questions = runs.questions(run_dir, "test_id")
     if not cfg.experiment.probe or cfg.model.base != "testbed" or not questions.exists():
         return None
