@@ -18,6 +18,7 @@ import importlib.util
 import logging
 import os
 import re
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -112,15 +113,33 @@ def _smollm2(model_cfg: ModelConfig, corpus: Any, seed: int, tokenizer: Any = No
     return model, tokenizer, {**info, "base": "smollm2"}
 
 
+_LOADING = threading.Lock()
+
+
+def load_causal_lm(name: str, **kwargs: Any) -> Any:
+    """``AutoModelForCausalLM.from_pretrained`` (safetensors only), one load at a time, with tied weights
+    checked. While it builds a model, transformers swaps ``PreTrainedModel.tie_weights`` for a no-op
+    process-wide; two threads loading at once can leave the no-op in place, and a tied LM head would then
+    stay on the meta device. Loads here never overlap, and a tie the config asks for is made if missing."""
+    from transformers import AutoModelForCausalLM
+
+    with _LOADING:
+        model = AutoModelForCausalLM.from_pretrained(name, use_safetensors=True, **kwargs)
+    head, embed = model.get_output_embeddings(), model.get_input_embeddings()
+    tie = getattr(model.config.get_text_config(), "tie_word_embeddings", False)
+    if tie and head is not None and embed is not None and head.weight.is_meta:
+        log.warning("%s: the tied LM head was left unloaded by transformers; tied to the input embeddings", name)
+        head.weight = embed.weight
+    return model
+
+
 def _pretrained(name: str) -> tuple[Any, Any, dict]:
     """A hub id or local folder (a saved student's folder too: it is a Hugging Face folder)."""
     import json
 
-    from transformers import AutoModelForCausalLM
-
     from rscaffold.tokenizer import load_tokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(name, dtype="float32", use_safetensors=True)  # never a pickle
+    model = load_causal_lm(name, dtype="float32")  # never a pickle
     meta_path = Path(name) / "rscaffold_student.json"
     add_bos = json.loads(meta_path.read_text())["add_bos"] if meta_path.exists() else False
     return model, load_tokenizer(name), {"base": name, "add_bos": add_bos}

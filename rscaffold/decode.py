@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import itertools
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rscaffold import generate, label, runs, segment
+from rscaffold import generate, label, parallel, runs, segment
 from rscaffold.config import Config, DecodeConfig, ExperimentVariant
 from rscaffold.kvbatch import Batch, Row
 from rscaffold.model import DEFAULT_ANSWER_BUDGET, Student, load_student, student_from_folder
@@ -77,9 +78,7 @@ class Decoder:
         self.gen = torch.Generator().manual_seed(cfg.seed)
         tok = student.tokenizer
         self.eos = tok.eos_token_id
-        pieces = [tok.decode([i]) for i in range(len(tok))]
-        self.newline = {i for i, piece in enumerate(pieces) if "\n" in piece}
-        self.mark_end = {i for i, piece in enumerate(pieces) if ANSWER_MARK[-1] in piece}
+        self.newline, self.mark_end = _token_sets(tok)
         free = source.name == "none"
         self.bias = None if free else student.signal_bias
         self.prefixes = {} if free else _prefixes(student)
@@ -100,8 +99,8 @@ class Decoder:
             batch = self._refill(batch, pending)
             if batch is None or not batch.rows:
                 break
-            for row in self._advance(batch):
-                finished[row.index] = self._output(row)
+            for row in self.advance(batch):
+                finished[row.index] = self.output(row)
             while next_out in finished:
                 yield finished.pop(next_out)
                 next_out += 1
@@ -110,22 +109,24 @@ class Decoder:
     def _refill(self, batch: Batch | None, pending: Iterator[tuple[int, Question]]) -> Batch | None:
         """Let new questions join as soon as a row is free."""
         free = self.cfg.batch_size - (len(batch.rows) if batch else 0)
-        if free == 0:
-            return batch
-        rows = [self._row(i, q) for i, q in itertools.islice(pending, free)]
-        if not rows:
-            return batch
-        if batch is None:
+        rows = [self.row(i, q) for i, q in itertools.islice(pending, free)] if free > 0 else []
+        return self.join(batch, rows) if rows else batch
+
+    def row(self, index: int, q: Question) -> Row:
+        """A row for question ``q``; ``index`` orders the outputs."""
+        return Row(q, self.student.encode(self.student.prompt(q.text)), index=index)
+
+    def join(self, batch: Batch | None, rows: list[Row]) -> Batch:
+        """Rows join the running batch (a new one when there is none) and get their first signals: the
+        step of continuous batching that the server also takes between tokens."""
+        if batch is None or not batch.rows:
             batch, joined = Batch(self.student, rows), list(range(len(rows)))
         else:
             joined = batch.add(rows)
         self._decide(batch, joined)
         return batch
 
-    def _row(self, index: int, q: Question) -> Row:
-        return Row(q, self.student.encode(self.student.prompt(q.text)), index=index)
-
-    def _advance(self, batch: Batch) -> list[Row]:
+    def advance(self, batch: Batch) -> list[Row]:
         """One token for every row (the student's, or the next of a signal prefix); then finish answers,
         close steps and choose the next signals. Returns the rows that finished (and left the batch)."""
         tokens, ends = [], []
@@ -160,6 +161,9 @@ class Decoder:
         """Add ``tok`` to the row's segment; 'answer' or 'step' when that ends the segment."""
         row.segment.append(tok)
         row.tokens += 1
+        if self.cfg.max_new_tokens is not None and row.tokens >= self.cfg.max_new_tokens and tok != self.eos:
+            self._cut(row)
+            return "answer"
         if row.answering:
             return self._answer_end(row, tok)
         if tok == self.eos:  # the student ends inside a step: what it wrote is its answer
@@ -174,6 +178,18 @@ class Decoder:
         if boundary or len(row.segment) >= self.cfg.max_step_tokens or row.tokens >= self.cfg.max_tokens:
             return "step"
         return None
+
+    def _cut(self, row: Row) -> None:
+        """The row has written ``max_new_tokens``: what it has is its output (a step cut short stays a
+        step, with no answer after it)."""
+        if row.answering:
+            self._finish_answer(row, self._text(row))
+        else:
+            row.steps.append(Step(text=self._text(row), sep="", signal=row.signal, confidence=row.confidence))
+            row.step_tokens.append(row.prefix + row.segment)
+            if self.on_step is not None:
+                self.on_step(row.question, row.steps[-1])
+        row.stop_reason = "length"
 
     def _answer_end(self, row: Row, tok: int) -> str | None:
         """'answer' when ``tok`` ends the answer: eos, or its budget. Free decoding writes its whole
@@ -271,7 +287,7 @@ class Decoder:
             meta["choices"] = row.question.metadata["choices"]
         return meta
 
-    def _output(self, row: Row) -> Decoded:
+    def output(self, row: Row) -> Decoded:
         q = row.question
         return Decoded(
             question_id=q.id,
@@ -287,6 +303,19 @@ class Decoder:
             stop_reason=row.stop_reason,
             metadata=self._metadata(row),
         )
+
+
+_TOKEN_SETS: weakref.WeakKeyDictionary[Any, tuple[set[int], set[int]]] = weakref.WeakKeyDictionary()
+
+
+def _token_sets(tok: Any) -> tuple[set[int], set[int]]:
+    """The ids of tokens holding a newline, and of those holding the answer mark's last character; read
+    once per tokenizer (the server makes a decoder per request setting)."""
+    if tok not in _TOKEN_SETS:
+        pieces = [tok.decode([i]) for i in range(len(tok))]
+        newline = {i for i, piece in enumerate(pieces) if "\n" in piece}
+        _TOKEN_SETS[tok] = newline, {i for i, piece in enumerate(pieces) if ANSWER_MARK[-1] in piece}
+    return _TOKEN_SETS[tok]
 
 
 def _prefixes(student: Student) -> dict[Signal, list[int]]:
@@ -347,7 +376,8 @@ def make_source(
     return NoSignals()
 
 
-def _device(cfg: DecodeConfig) -> str:
+def device_for(cfg: DecodeConfig) -> str:
+    """The device decode.device names (auto: a GPU when there is one)."""
     if cfg.device != "auto":
         return cfg.device
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -356,16 +386,25 @@ def _device(cfg: DecodeConfig) -> str:
 def decode_file(
     cfg: DecodeConfig, student_dir: Path, questions: Path | Iterable[Question], output: Path, extras: dict[str, Any]
 ) -> dict:
-    """Decode one questions file (or the questions given) with one student; returns counts for the manifest."""
-    student = student_from_folder(student_dir, _device(cfg), extras.get("prompt_template"))
+    """Decode one questions file (or the questions given) with one student; returns counts for the manifest.
+
+    Under ``accelerate launch`` every process decodes its share of the questions on its own device and
+    the first merges them in input order; an interrupted run resumes (see :mod:`rscaffold.parallel`)."""
+    w = parallel.world()
+    group = parallel.Group(w)
+    device = group.device if cfg.device == "auto" and group.device is not None else device_for(cfg)
+    student = student_from_folder(student_dir, device, extras.get("prompt_template"))
     golden = golden_sequences(read_jsonl(extras["golden"], Trace)) if extras.get("golden") else None
     source = None if student.follows_signals else NoSignals()
     source = source or make_source(cfg, student, golden, extras.get("train_traces"), extras.get("predictor"))
     decoder = Decoder(student, source, cfg, golden=golden)
-    given = read_jsonl(questions, Question) if isinstance(questions, Path) else questions
-    items = runs.progress(given, f"decode {student.method}")
-    n = write_jsonl(output, decoder(items))
-    return {"student": student.method, "signal_source": source.name, "questions": n, "output": str(output)}
+    given = list(read_jsonl(questions, Question) if isinstance(questions, Path) else questions)
+    settings = {"decode": cfg.model_dump(mode="json"), "extras": {k: str(v) for k, v in sorted(extras.items())}}
+    key = parallel.part_key(student_dir, given, settings, w)
+    desc = f"decode {student.method}" + (f" [process {w.rank + 1}/{w.size}]" if w.size > 1 else "")
+    n = parallel.decode_sharded(given, output, key, lambda qs: decoder(runs.progress(qs, desc)), group, w)
+    out = {"student": student.method, "signal_source": source.name, "questions": n, "output": str(output)}
+    return out | ({"process": w.rank, "processes": w.size} if w.size > 1 else {})
 
 
 def golden_traces(cfg: Config, run_dir: Path, split: str) -> Path:

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rscaffold.base_models import BASES, base_kind, load_base
+from rscaffold.base_models import BASES, base_kind, load_base, load_causal_lm
 from rscaffold.config import BuildConfig, ModelConfig
 from rscaffold.config.data import is_file
 from rscaffold.schema import InputError
@@ -228,9 +228,7 @@ def load_student(path: str | Path, device: str | torch.device | None = None) -> 
         base, _, _ = load_base(ModelConfig(base=meta["base"]))
         lm = PeftModel.from_pretrained(base, str(path))
     else:
-        from transformers import AutoModelForCausalLM
-
-        lm = AutoModelForCausalLM.from_pretrained(str(path), dtype="float32", use_safetensors=True)
+        lm = load_causal_lm(str(path), dtype="float32")
     model = Proposer(lm, len(meta["signals"]), meta["signal_embedding"], meta["signal_head"])
     if (path / SIGNAL_FILE).exists():
         missing, _ = model.load_state_dict(load_file(str(path / SIGNAL_FILE)), strict=False)

@@ -42,3 +42,28 @@ def tiny_llama(tok, seed: int = 0, positions: int = 256, special_ids: bool = Tru
     cfg = LlamaConfig(vocab_size=len(tok), intermediate_size=64, max_position_embeddings=positions, **sizes, **ids)
     cfg.update(config)
     return LlamaForCausalLM(cfg)
+
+
+@pytest.fixture(scope="session")
+def served_student(tmp_path_factory) -> Path:
+    """A saved tiny scaffolded student (SEL and head, random weights) whose head never ends early, so
+    decoding writes steps: the student the serving tests host."""
+    import torch
+
+    from rscaffold.config import ModelConfig
+    from rscaffold.model import make_student, save_student, student_meta
+    from rscaffold.signals import Signal
+    from rscaffold.tokenizer import train_bpe
+
+    texts = ["Question: A has 12 apples.\nThinking:\nSo the total is 19.\n\nLet me see, 3 + 4 is 7.\n\n"] * 10
+    tok = train_bpe(texts, vocab_size=300)
+    model = make_student(
+        tiny_llama(tok, 0, positions=128, tie_word_embeddings=True), ModelConfig(lora=False), sel=True, head=True
+    )
+    with torch.no_grad():
+        model.signal_embedding.weight.normal_(0, 1.0)  # a visible SEL (a fresh one is zeros)
+        model.signal_head.bias[Signal.RESPONSE] = -10.0  # the head never ends early: steps get written
+    out = tmp_path_factory.mktemp("student")
+    layout = {"prompt_template": "Question: {question}\nThinking:\n", "predictor_query": "Next signal:"}
+    save_student(model.eval(), tok, out, student_meta("scaffold", model, {"base": "tiny", "add_bos": True}, layout))
+    return out

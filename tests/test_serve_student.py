@@ -6,37 +6,22 @@ from __future__ import annotations
 import json
 
 import httpx
-import pytest
 import torch
 
-from rscaffold.config import DecodeConfig, ModelConfig, ServeConfig
+from rscaffold.config import DecodeConfig, ServeConfig
 from rscaffold.decode import Decoder
-from rscaffold.model import load_student, make_student, save_student, student_from_folder, student_meta
+from rscaffold.model import load_student, student_from_folder
 from rscaffold.schema import Question
 from rscaffold.serve import serve_in_thread
 from rscaffold.signal_sources import GoldenSignals
 from rscaffold.signals import Signal
-from rscaffold.tokenizer import NO_SIGNAL, train_bpe
-from tests.test_model import tiny_lm
+from rscaffold.tokenizer import NO_SIGNAL
 
-TEXTS = ["Question: A has 12 apples.\nThinking:\nSo the total is 19.\n\nLet me see, 3 + 4 is 7.\n\n"] * 10
 DECODE = DecodeConfig(max_steps=3, max_step_tokens=8, max_answer_tokens=6, tau=0.0)
 
 
-@pytest.fixture(scope="module")
-def student_dir(tmp_path_factory):
-    tok = train_bpe(TEXTS, vocab_size=300)
-    model = make_student(tiny_lm(tok), ModelConfig(lora=False), sel=True, head=True)
-    with torch.no_grad():
-        model.signal_embedding.weight.normal_(0, 1.0)  # a visible SEL (a fresh one is zeros)
-        model.signal_head.bias[Signal.RESPONSE] = -10.0  # the head never ends early: steps get written
-    out = tmp_path_factory.mktemp("student")
-    layout = {"prompt_template": "Question: {question}\nThinking:\n", "predictor_query": "Next signal:"}
-    save_student(model.eval(), tok, out, student_meta("scaffold", model, {"base": "tiny", "add_bos": True}, layout))
-    return out
-
-
-def test_decoding_follows_the_proposers_own_forward(student_dir, monkeypatch):
+def test_decoding_follows_the_proposers_own_forward(served_student, monkeypatch):
+    student_dir = served_student
     """Teacher-forcing the decoded tokens through the proposer, with signal ids laid out as in
     training, gives back every token greedy decoding chose: the decode-time bias is the SEL."""
     from rscaffold.kvbatch import Batch
@@ -60,7 +45,8 @@ def test_decoding_follows_the_proposers_own_forward(student_dir, monkeypatch):
     assert logits[len(prompt) - 1 :].argmax(-1).tolist()[: len(fed)] == fed
 
 
-def test_serve_student_answers_with_signal_tagged_steps(student_dir):
+def test_serve_student_answers_with_signal_tagged_steps(served_student):
+    student_dir = served_student
     cfg = ServeConfig(port=0, student=str(student_dir))
     name = student_dir.name
     body = {"model": name, "messages": [{"role": "user", "content": "B has 3 apples. How many?"}]}

@@ -172,4 +172,11 @@ class ServeConfig(BaseModel):
     student: str | None = Field(
         None, description="Folder of a trained student to host (signal-guided decoding, steps streamed)."
     )
+    batch_size: int = Field(16, ge=1, description="Requests a hosted student decodes at once (one running batch).")
+    max_queue: int = Field(
+        256, ge=0, description="Requests that may wait for a free row; one more gets 503 with Retry-After."
+    )
+    train_traces: str | None = Field(
+        None, description="Labelled training traces: lets requests ask a hosted student for random signals."
+    )
     faults: FaultConfig = Field(default_factory=FaultConfig, description="Fault injection for tests and drills.")

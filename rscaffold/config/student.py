@@ -161,6 +161,12 @@ class DecodeConfig(BaseModel):
     max_tokens: int = Field(
         1024, ge=1, description="Tokens of thinking per question before the answer is forced (free decoding: all)."
     )
+    max_new_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Tokens written in all (steps and answer) before the output is cut, stop reason 'length' "
+        "(a served request's max_tokens); None: only the budgets above.",
+    )
     batch_size: int = Field(8, ge=1, description="Questions decoded together.")
     temperature: float = Field(0.0, ge=0, description="0 is greedy; above 0 samples.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass when sampling.")

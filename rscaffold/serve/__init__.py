@@ -1,7 +1,10 @@
-"""`rscaffold serve`: an OpenAI-compatible HTTP server (``/v1/models``, ``/v1/chat/completions``).
+"""`rscaffold serve`: an OpenAI-compatible HTTP server (``/v1/models``, ``/v1/chat/completions``, and
+``/v1/completions`` for a hosted student).
 
 It hosts the scripted teacher (answers in ``reasoning_content`` and ``content``, as DeepSeek sends
-them), a scripted judge, a fixed ``echo`` model and any local Hugging Face causal LM. It binds
+them), a scripted judge, a fixed ``echo`` model, any local Hugging Face causal LM, and a trained
+student, whose concurrent requests decode together in one running batch
+(:mod:`rscaffold.serve.engine`; ``serve.batch_size`` rows, ``serve.max_queue`` waiting, then 503). It binds
 127.0.0.1 unless told otherwise; a bearer token (read from an environment variable) guards every
 route. It refuses to start with a named token variable unset or empty, and beyond loopback with no
 token unless ``--insecure`` says so.

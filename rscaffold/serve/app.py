@@ -8,6 +8,7 @@ A malformed request gets a 400 with a JSON error naming the field, before any mo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -26,8 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import ClientDisconnect
 
 from rscaffold.config import DecodeConfig, FaultConfig, ScriptedConfig, ServeConfig
-from rscaffold.schema import InputError
+from rscaffold.schema import Decoded, InputError
 from rscaffold.serve.doubles import Model, UnknownRequest, build_models
+from rscaffold.serve.engine import Busy, Event
+from rscaffold.serve.student import StudentChat, finish_reason, message, step_json
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +71,32 @@ class ChatRequest(BaseModel):
     messages: list[ChatMessage]
     max_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0)
-    top_p: float | None = Field(None, ge=0, le=1)
+    top_p: float | None = Field(None, gt=0, le=1)
     seed: int | None = None
     stream: bool | None = None
     stream_options: dict[str, Any] | None = None
 
 
-def request_problem(body: Any) -> str | None:
+class CompletionRequest(BaseModel):
+    """The fields of a (legacy) completion request the server reads; others pass through unchecked."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    model: str
+    prompt: str | list[str]
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    stream: bool | None = None
+    stream_options: dict[str, Any] | None = None
+
+
+def request_problem(body: Any, shape: type[BaseModel] = ChatRequest) -> str | None:
     """What is wrong with a parsed request body (one line naming the field), or None."""
     if not isinstance(body, dict):
         return f"the body must be a JSON object, got {type(body).__name__}"
     try:
-        ChatRequest.model_validate(body)
+        shape.model_validate(body)
     except ValidationError as e:
         first = e.errors(include_url=False)[0]
         field = ".".join(str(p) for p in first["loc"])
@@ -131,21 +148,6 @@ def _chunks(body: dict[str, Any], message: dict[str, str]) -> Iterator[str]:
     yield "data: [DONE]\n\n"
 
 
-def _live_chunks(body: dict[str, Any], deltas: Iterator[dict[str, Any]]) -> Iterator[str]:
-    """Server-sent events of a model that yields its own deltas (a student's steps, then its answer);
-    Starlette runs this generator in a worker thread, so decoding does not block the event loop."""
-    base = {"id": f"chatcmpl-{fingerprint(body)[:16]}", "object": "chat.completion.chunk", "model": body.get("model")}
-
-    def event(delta: dict[str, Any], finish: str | None = None) -> str:
-        return f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': delta, 'finish_reason': finish}]})}\n\n"
-
-    yield event({"role": "assistant"})
-    for delta in deltas:
-        yield event(delta)
-    yield event({}, "stop")
-    yield "data: [DONE]\n\n"
-
-
 def _pieces(text: str) -> Iterator[str]:
     """Word-sized pieces, whitespace kept, so joining the deltas gives the text back."""
     start = 0
@@ -159,7 +161,15 @@ def _pieces(text: str) -> Iterator[str]:
 
 def create_app(cfg: ServeConfig, models: dict[str, Model], token: str | None = None) -> Any:
     """The FastAPI app; ``token``: the bearer token clients must send on every route (none: open)."""
-    app = FastAPI(title="rscaffold serve", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        yield
+        for model in models.values():  # requests still decoding hear that the server is going
+            if isinstance(model, StudentChat):
+                model.engine.close()
+
+    app = FastAPI(title="rscaffold serve", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     stats, faults = Stats(), cfg.faults
     rng = random.Random(faults.seed)
     app.state.stats = stats
@@ -205,15 +215,13 @@ def create_app(cfg: ServeConfig, models: dict[str, Model], token: str | None = N
         model = models.get(body["model"])
         if model is None:
             return error(404, f"unknown model; known: {', '.join(models)}", "invalid_request_error")
+        if isinstance(model, StudentChat):
+            return await _student_reply(request, body, model, "chat", error)
         u = rng.random()
         if u < faults.share_429:
             return error(429, "rate limited (injected)", "rate_limit_error", {"Retry-After": str(faults.retry_after_s)})
         if u < faults.share_429 + faults.share_500:
             return error(500, "internal error (injected)", "server_error")
-        if body.get("stream") and hasattr(model, "stream"):  # a student streams its steps as it writes them
-            stats.status["200"] += 1
-            stats.answered[fingerprint(body)] += 1
-            return StreamingResponse(_live_chunks(body, model.stream(body)), media_type="text/event-stream")
         try:
             message = await asyncio.to_thread(model, body) if _slow(model) else model(body)
         except UnknownRequest as e:
@@ -228,7 +236,126 @@ def create_app(cfg: ServeConfig, models: dict[str, Model], token: str | None = N
             return StreamingResponse(_chunks(body, message), media_type="text/event-stream")
         return _completion(body, message)
 
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Any:
+        stats.received += 1
+        if not authorised(request):
+            return error(401, "missing or wrong bearer token", "authentication_error")
+        try:
+            body = await request.json()
+        except ValueError:
+            return error(400, "body is not JSON", "invalid_request_error")
+        except ClientDisconnect:
+            stats.status["client-gone"] += 1
+            return Response(status_code=499)
+        if problem := request_problem(body, CompletionRequest):
+            return error(400, problem, "invalid_request_error")
+        model = models.get(body["model"])
+        if model is None:
+            return error(404, f"unknown model; known: {', '.join(models)}", "invalid_request_error")
+        if not isinstance(model, StudentChat):
+            return error(400, f"model {body['model']!r} serves /v1/chat/completions only", "invalid_request_error")
+        return await _student_reply(request, body, model, "completion", error)
+
     return app
+
+
+async def _student_reply(request: Request, body: dict[str, Any], model: StudentChat, kind: str, error: Any) -> Any:
+    """A student's reply: the request joins the running batch; streamed, one event per step as it is
+    written; a client that goes away frees its row at once."""
+    try:
+        cfg, signals = model.settings(body)
+        text = model.question(body, kind)
+    except UnknownRequest as e:
+        return error(400, str(e), "invalid_request_error")
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[Event] = asyncio.Queue()
+    try:
+        deliver = lambda e: loop.call_soon_threadsafe(events.put_nowait, e)  # noqa: E731 (from the engine's thread)
+        ticket = model.engine.submit(text, cfg, deliver, signals, steps=bool(body.get("stream")))
+    except Busy as e:
+        return error(503, f"server busy: {e}; retry later", "server_busy", {"Retry-After": "1"})
+    shape = _Shape(body, kind, model.prompt_tokens(text))
+    if body.get("stream"):
+        request.app.state.stats.status["200"] += 1
+        return StreamingResponse(_student_events(events, ticket, shape), media_type="text/event-stream")
+    while True:
+        try:
+            event = await asyncio.wait_for(events.get(), 0.5)
+        except TimeoutError:
+            if await request.is_disconnected():
+                ticket.cancel()
+                request.app.state.stats.status["client-gone"] += 1
+                return Response(status_code=499)
+            continue
+        if "error" in event:
+            return error(500, event["error"], "server_error")
+        if "done" in event:
+            request.app.state.stats.status["200"] += 1
+            request.app.state.stats.answered[fingerprint(body)] += 1
+            return shape.reply(event["done"])
+
+
+class _Shape:
+    """The OpenAI shapes of a student's reply, chat or completion."""
+
+    def __init__(self, body: dict[str, Any], kind: str, prompt_tokens: int):
+        self.body, self.kind, self.prompt_tokens = body, kind, prompt_tokens
+        self.id = ("chatcmpl-" if kind == "chat" else "cmpl-") + fingerprint(body)[:16]
+        self.created = int(time.time())
+
+    def usage(self, d: Decoded) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": d.tokens} | {
+            "total_tokens": self.prompt_tokens + d.tokens
+        }
+
+    def _head(self, chunk: bool) -> dict[str, Any]:
+        kind = "chat.completion" if self.kind == "chat" else "text_completion"
+        return {
+            "id": self.id,
+            "object": kind + (".chunk" if chunk and self.kind == "chat" else ""),
+            "created": self.created,
+            "model": self.body.get("model"),
+        }
+
+    def reply(self, d: Decoded) -> dict[str, Any]:
+        if self.kind == "chat":
+            choice = {"index": 0, "message": message(d), "finish_reason": finish_reason(d)}
+        else:
+            extra = {k: v for k, v in message(d).items() if k in ("reasoning_content", "steps", "stop_reason")}
+            choice = {"index": 0, "text": d.answer_text, "logprobs": None, "finish_reason": finish_reason(d), **extra}
+        return {**self._head(False), "choices": [choice], "usage": self.usage(d)}
+
+    def event(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        if self.kind == "chat":
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        else:  # a completion's chunks carry text; a step comes as reasoning_content with empty text
+            choice = {"index": 0, "text": delta.pop("content", ""), "logprobs": None, "finish_reason": finish, **delta}
+        return f"data: {json.dumps({**self._head(True), 'choices': [choice], **extra})}\n\n"
+
+
+async def _student_events(events: asyncio.Queue[Event], ticket: Any, shape: _Shape) -> AsyncIterator[str]:
+    """Server-sent events of a student's reply; if the client goes away, the request is cancelled."""
+    try:
+        if shape.kind == "chat":
+            yield shape.event({"role": "assistant"})
+        while True:
+            event = await events.get()
+            if "step" in event:
+                step = event["step"]
+                yield shape.event({"reasoning_content": step.text + step.sep, "rscaffold_step": step_json(step)})
+            elif "done" in event:
+                d = event["done"]
+                yield shape.event({"content": d.answer_text})
+                usage = bool((shape.body.get("stream_options") or {}).get("include_usage"))
+                yield shape.event({}, finish_reason(d), **({"usage": shape.usage(d)} if usage else {}))
+                yield "data: [DONE]\n\n"
+                return
+            else:
+                yield f"data: {json.dumps({'error': {'message': event['error'], 'type': 'server_error'}})}\n\n"
+                return
+    finally:
+        ticket.cancel()  # a no-op once finished; frees the row of a client that left
 
 
 def _broken(u: float, faults: FaultConfig, body: dict[str, Any], message: dict[str, str]) -> Response:
@@ -250,7 +377,7 @@ def _broken(u: float, faults: FaultConfig, body: dict[str, Any], message: dict[s
 
 def _slow(model: Model) -> bool:
     """Models that compute for long run in a worker thread, so the event loop keeps serving."""
-    return type(model).__name__ in ("HfChat", "StudentChat")
+    return type(model).__name__ == "HfChat"
 
 
 def _loopback(host: str) -> bool:
@@ -294,8 +421,7 @@ def app_from_config(
     if cfg.student:
         from pathlib import Path
 
-        from rscaffold.config import DecodeConfig
-        from rscaffold.serve.student import StudentChat
-
-        models[Path(cfg.student).name] = StudentChat(cfg.student, decode or DecodeConfig())
+        models[Path(cfg.student).name] = StudentChat(
+            cfg.student, decode or DecodeConfig(), cfg.batch_size, cfg.max_queue, cfg.train_traces
+        )
     return create_app(cfg, models, token)

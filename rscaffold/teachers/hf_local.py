@@ -21,13 +21,15 @@ class HfGenerator:
 
     def __init__(self, path: str, device: str = "cpu", dtype: str = "auto"):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
+
+        from rscaffold.base_models import load_causal_lm
 
         self.torch = torch
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, use_safetensors=True)
+            model = load_causal_lm(path, dtype=torch_dtype)
             self.model = model.to(device).eval()
         except OSError as e:
             raise InputError(f"{path}: cannot load a causal LM ({str(e).splitlines()[0]})") from None
