@@ -450,7 +450,7 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
     exp = cfg.experiment
     seeds = {s.name: s.seeds or exp.seeds for s in exp.students}
     for split in sorted({s for v in exp.variants if v.source == "golden" for s in (v.splits or exp.splits)}):
-        golden_traces(cfg, run_dir, split)
+        parallel.on_first(lambda split=split: golden_traces(cfg, run_dir, split), None)
     written = 0
     for seed in exp.seeds:
         for v in exp.variants:

@@ -20,9 +20,11 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rscaffold.schema import Decoded, InputError, Question, atomic_writer, prepare_output
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,19 @@ class Group:
     def wait(self) -> None:
         if self.state is not None:
             self.state.wait_for_everyone()
+
+
+def on_first(work: Callable[[], T], elsewhere: T) -> T:
+    """``work()`` on the first process while the others wait for it (and get ``elsewhere``): the stages
+    that write shared files (and golden traces) under a launcher. With one process, just ``work()``."""
+    w = world()
+    if w.size == 1:
+        return work()
+    group = Group(w)
+    try:
+        return work() if w.main else elsewhere
+    finally:
+        group.wait()
 
 
 def part_key(student: Path, questions: list[Question], settings: dict[str, Any], w: World) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rscaffold import build, evaluate, generate, import_traces, label, report, runs, segment, stats
+from rscaffold import build, evaluate, generate, import_traces, label, parallel, report, runs, segment, stats
 from rscaffold.config import Config
 from rscaffold.testbed import problems
 
@@ -65,10 +65,20 @@ def brief(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: summary[k] for k in BRIEF if k in summary}
 
 
+SPREAD = ("train", "decode")
+"""The stages every process started by a launcher (``accelerate launch``) takes part in: training
+shards batches, decoding shards questions. The others run on the first process while the rest wait."""
+
+
 def run_stage(stage: str, cfg: Config, run_dir: Path) -> dict[str, Any]:
-    """Run one stage in a run folder and record it in the manifest."""
+    """Run one stage in a run folder and record it in the manifest (on the first process)."""
     started = time.perf_counter()
-    summary = RUNNERS[stage](cfg, run_dir)
+    if stage in SPREAD:
+        summary = RUNNERS[stage](cfg, run_dir)
+    else:
+        summary = parallel.on_first(lambda: RUNNERS[stage](cfg, run_dir), {})
+    if not parallel.world().main:
+        return summary
     runs.record_stage(run_dir, cfg, stage, {**brief(summary), "seconds": round(time.perf_counter() - started, 2)})
     return summary
 

@@ -123,3 +123,20 @@ def test_two_processes_decode_what_one_does(served_student, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert '"processes": 2' in done.stdout
     assert same_records(two, one)
+
+
+def test_under_a_launcher_only_the_first_process_runs_the_stages_that_write_shared_files(tmp_path, monkeypatch):
+    from rscaffold import pipeline
+    from rscaffold.config import Config
+
+    ran, waits = [], []
+    monkeypatch.setattr(parallel, "Group", lambda w: type("G", (), {"wait": lambda self: waits.append(w.rank)})())
+    monkeypatch.setitem(pipeline.RUNNERS, "stats", lambda cfg, run_dir: ran.append("stats") or {"records": 1})
+    monkeypatch.setitem(pipeline.RUNNERS, "decode", lambda cfg, run_dir: ran.append("decode") or {"decoded": 1})
+    for rank in (1, 0):
+        monkeypatch.setattr(parallel, "world", lambda rank=rank: parallel.World(rank, 2))
+        for stage in ("stats", "decode"):
+            pipeline.run_stage(stage, Config(), tmp_path)
+    assert ran == ["decode", "stats", "decode"]  # rank 1: decode only; rank 0: both
+    assert waits == [1, 0]  # both met after the stats stage
+    assert '"stats"' in (tmp_path / "manifest.json").read_text()
