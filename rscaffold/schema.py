@@ -105,7 +105,8 @@ class Decoded(Record):
 R = TypeVar("R", bound=Record)
 
 
-def _field_error(path: str, lineno: int, error: ValidationError) -> InputError:
+def field_error(path: str, lineno: int, error: ValidationError) -> InputError:
+    """One line naming the file, the line, the field and what was wrong."""
     first = error.errors(include_url=False)[0]
     if first["type"] == "json_invalid":
         return InputError(f"{path}:{lineno}: invalid JSON: {first['msg'].removeprefix('Invalid JSON: ')}")
@@ -171,7 +172,7 @@ def read_jsonl(path: str | os.PathLike[str], kind: type[R]) -> Iterator[R]:
         try:
             yield kind.model_validate_json(line)
         except ValidationError as e:
-            raise _field_error(str(path), lineno, e) from None
+            raise field_error(str(path), lineno, e) from None
     if empty:
         raise InputError(f"{path}: file is empty: expected one {kind.__name__} record per line")
 

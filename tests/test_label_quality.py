@@ -14,11 +14,14 @@ from rscaffold.label import run_policy
 from rscaffold.label.learned import scripted_traces
 from rscaffold.label.quality import (
     FUNCTION_TAGS,
+    JUDGED,
     accuracy,
+    against_reference,
     agreement,
     cmd_label_report,
     kappa,
     load_function_tags,
+    reference_labels,
     report_file,
     step_tags,
 )
@@ -34,6 +37,8 @@ def _args(**kw) -> argparse.Namespace:
         "compare": None,
         "function_tags": None,
         "labeller": None,
+        "against": None,
+        "held_out": False,
     }
     return argparse.Namespace(**(base | kw))
 
@@ -119,3 +124,58 @@ def test_mapping_covers_every_tag_of_the_shared_chunks(shared_traces):
 def test_command_prints_the_labellers_held_out_accuracy(capsys):
     assert cmd_label_report(_args(labeller="default")) == 0
     assert "keyword/real" in capsys.readouterr().out
+
+
+def _trace(qid: str, signals: list[Signal | None]) -> Trace:
+    steps = [Step(text=f"step {i}", sep="\n\n", signal=s) for i, s in enumerate(signals)]
+    final = Step(text="42", signal=Signal.RESPONSE)
+    return Trace(question_id=qid, question="q", teacher="t", thinking="", steps=[*steps, final])
+
+
+def test_against_a_reference_counts_unlabelled_steps_as_misses_and_gives_recall(tmp_path, capsys):
+    """Four reference steps: one Contrast (missed: labelled Reasoning), one Reasoning (right), one
+    Conclusion (left unlabelled), one held out and labelled right: agreement 1/3, then 2/4."""
+    rows = [
+        {"teacher": "t", "question_id": "a", "index": 0, "signal": "contrast", "split": "train"},
+        {"teacher": "t", "question_id": "a", "index": 1, "signal": "reasoning", "split": "train"},
+        {"teacher": "t", "question_id": "a", "index": 2, "signal": "conclusion", "split": "train"},
+        {"teacher": "t", "question_id": "b", "index": 0, "signal": "reasoning", "split": "held_out"},
+        {"teacher": "other", "question_id": "a", "index": 0, "signal": "contrast", "split": "train"},
+    ]
+    ref = tmp_path / "ref.jsonl"
+    ref.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    labelled = tmp_path / "labelled.jsonl"
+    write_jsonl(labelled, [_trace("a", [Signal.REASONING, Signal.REASONING, None]), _trace("b", [Signal.REASONING])])
+    whole = against_reference(labelled, reference_labels(ref))
+    assert whole["agreement"] == 0.5 and (whole["steps"], whole["compared"]) == (4, 3)
+    assert whole["recall"] == {"contrast": 0.0, "reasoning": 1.0, "conclusion": 0.0}
+    held = against_reference(labelled, reference_labels(ref, held_out=True))
+    assert held["agreement"] == 1.0 and held["compared"] == 1
+    assert cmd_label_report(_args(files=[labelled], against=str(ref), held_out=True, json=True)) == 0
+    printed = json.loads(capsys.readouterr().out)[str(labelled)]["against"]
+    assert printed["agreement"] == 1.0 and printed["recall"] == {"reasoning": 1.0}
+    # the same reference given as labelled traces
+    traces = tmp_path / "ref_traces.jsonl"
+    write_jsonl(traces, [_trace("a", [Signal.CONTRAST, Signal.REASONING, Signal.CONCLUSION])])
+    assert against_reference(labelled, reference_labels(traces))["agreement"] == pytest.approx(1 / 3, abs=1e-3)
+
+
+def test_the_shipped_judge_labels_are_whole_traces_split_by_trace():
+    rows = [json.loads(line) for line in JUDGED.read_text().splitlines()]
+    assert len(rows) >= 3000 and {r["signal"] for r in rows} <= {s.key for s in Signal}
+    by_trace: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        by_trace.setdefault((r["teacher"], r["question_id"]), []).append(r)
+    for steps in by_trace.values():
+        assert sorted(r["index"] for r in steps) == list(range(len(steps)))  # the whole context is there
+        assert len({r["split"] for r in steps}) == 1
+
+
+@pytest.mark.parametrize(
+    "line", ['{"teacher": "t"}', '{"teacher": "t", "question_id": "a", "index": "0", "signal": "x"}']
+)
+def test_a_bad_reference_row_is_one_clear_error(tmp_path, line):
+    ref = tmp_path / "ref.jsonl"
+    ref.write_text(line + "\n")
+    with pytest.raises(InputError, match=r"ref.jsonl:1: expected"):
+        reference_labels(ref)

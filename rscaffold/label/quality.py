@@ -18,8 +18,10 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from rscaffold.label.learned import LearnedLabeller
-from rscaffold.schema import InputError, Trace, read_jsonl
+from rscaffold.schema import InputError, Trace, field_error, read_json_objects, read_jsonl
 from rscaffold.signals import Signal
 from rscaffold.stats import NONE, STATES, signal_key
 
@@ -213,6 +215,60 @@ def compare_files(a: Path, b: Path) -> dict[str, Any]:
     return agreement(pairs)
 
 
+# ------------------------------------------------------------------ against a reference labelling
+
+JUDGED = Path(__file__).parent / "judge_labels" / "steps.jsonl"
+"""The shipped judge-labelled real steps (``--against judged``); see ``judge_labels/PROVENANCE.md``."""
+
+
+def reference_labels(path: Path, held_out: bool = False) -> dict[tuple[str, str, int], str]:
+    """(teacher, question id, thinking step index) -> signal key, from labelled traces or from step rows
+    (``judge_labels/steps.jsonl``: teacher, question_id, index, signal; ``held_out``: its held-out part)."""
+    out: dict[tuple[str, str, int], str] = {}
+    for lineno, row in read_json_objects(path):
+        if "steps" in row:
+            try:
+                trace = Trace.model_validate(row)
+            except ValidationError as e:
+                raise field_error(str(path), lineno, e) from None
+            for i in _thinking(trace):
+                if trace.steps[i].signal is not None:
+                    out[(trace.teacher, trace.question_id, i)] = signal_key(trace.steps[i].signal)
+            continue
+        if not {"teacher", "question_id", "index", "signal"} <= row.keys() or not isinstance(row["index"], int):
+            what = "a labelled trace, or a step row (teacher, question_id, index: an integer, signal)"
+            raise InputError(f"{path}:{lineno}: expected {what}")
+        if row["signal"] not in {s.key for s in Signal}:
+            raise InputError(f"{path}:{lineno}: field 'signal': unknown signal {row['signal']!r}")
+        if not held_out or row.get("split") == "held_out":
+            out[(str(row["teacher"]), str(row["question_id"]), int(row["index"]))] = row["signal"]
+    if not out:
+        raise InputError(f"{path}: no labelled step" + (" in its held-out part" if held_out else ""))
+    return out
+
+
+def against_reference(path: Path, reference: dict[tuple[str, str, int], str]) -> dict[str, Any]:
+    """Agreement of a labelled file with a reference over the steps both have (an unlabelled step counts
+    as a disagreement), kappa, and the recall of each reference signal."""
+    pairs: Counter[tuple[str, str]] = Counter()
+    for trace in read_jsonl(path, Trace):
+        for i in _thinking(trace):
+            ref = reference.get((trace.teacher, trace.question_id, i))
+            if ref is not None:
+                pairs[(ref, signal_key(trace.steps[i].signal))] += 1
+    if not pairs:
+        raise InputError(f"{path}: none of its steps is in the reference (matched by teacher, question id, index)")
+    n = sum(pairs.values())
+    out = agreement(pairs) | {"agreement": _share(sum(v for (a, b), v in pairs.items() if a == b), n)}
+    out["kappa"] = kappa(pairs)
+    recall = {}
+    for s in STATES[:-1]:
+        total = sum(v for (a, _), v in pairs.items() if a == s)
+        if total:
+            recall[s] = _share(pairs[(s, s)], total)
+    return out | {"recall": recall, "pairs": [[a, b, v] for (a, b), v in sorted(pairs.items())]}
+
+
 # ------------------------------------------------------------------ printing and command
 
 
@@ -258,6 +314,10 @@ def format_report(path: str, s: dict[str, Any]) -> str:
     lines += _matrix("transitions", s["transitions"])
     if "truth" in s:
         lines += format_truth(s["truth"])
+    if "against" in s:
+        a = s["against"]
+        lines += format_agreement("reference vs labels", a)
+        lines.append("  recall of each reference signal: " + ", ".join(f"{k} {v:.3f}" for k, v in a["recall"].items()))
     if "function_tags" in s:
         lines += format_agreement("function tags (Thought Anchors, mapped) vs labels", s["function_tags"])
     return "\n".join(lines)
@@ -271,6 +331,13 @@ def add_label_report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compare", nargs=2, type=Path, metavar=("FILE_A", "FILE_B"), help="two labellings to compare")
     p.add_argument("--function-tags", type=Path, metavar="DIR", help="Thought Anchors chunks_labeled folder")
     p.add_argument(
+        "--against",
+        metavar="FILE",
+        help="agreement, kappa and per-signal recall against a reference labelling (labelled traces, or step "
+        "rows; 'judged': the shipped judge-labelled real steps)",
+    )
+    p.add_argument("--held-out", action="store_true", help="with --against: only the reference's held-out steps")
+    p.add_argument(
         "--labeller", metavar="MODEL", help="also print a learned labeller's held-out accuracy (default, DIR)"
     )
 
@@ -283,6 +350,10 @@ def cmd_label_report(args: argparse.Namespace) -> int:
     out: dict[str, Any] = {str(p): report_file(p, tags) for p in args.files}
     if args.compare:
         out["compare"] = compare_files(*args.compare)
+    if args.against:
+        ref = reference_labels(JUDGED if args.against == "judged" else Path(args.against), args.held_out)
+        for p in args.files:
+            out[str(p)]["against"] = against_reference(p, ref)
     if args.labeller:
         out["labeller"] = LearnedLabeller.load(args.labeller).meta.get("held_out", {})
     missed = False

@@ -1,0 +1,65 @@
+"""Agreement of each labelling policy with the LLM judge on real thinking steps: share of steps labelled
+as the judge did (an unlabelled step counts as a miss), Cohen's kappa, and Contrast recall, per trace
+set and pooled, on the held-out part of the shipped judge-labelled steps
+(`rscaffold/label/judge_labels/`, split by trace, never trained on).
+
+    python bench/label_agreement.py [--shared ../shared/data] [--all]
+
+``--all`` uses every judged step instead of the held-out part. Needs the traces of ``../shared/data``
+(the judged steps name their traces; the texts are relabelled from there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from rscaffold.label.quality import JUDGED, against_reference, kappa, reference_labels
+
+ROOT = Path(__file__).resolve().parents[1]
+SETS = ("qwen3_thinking_traces", "thought_anchors_math", "thought_branches_faithfulness")
+POLICIES = {
+    "paper keywords": ["--policy", "keywords", "--lexicon", "paper"],
+    "extended keywords": ["--policy", "keywords", "--lexicon", "extended"],
+    "default (paper keywords + shipped labeller)": [],
+}
+
+
+def rscaffold(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "rscaffold.cli", *args], check=True, capture_output=True, text=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--all", action="store_true", help="every judged step, not only the held-out part")
+    args = p.parse_args()
+    reference = reference_labels(JUDGED, held_out=not args.all)
+    tmp = Path(tempfile.mkdtemp(prefix="rscaffold-agreement-"))
+    pooled: dict[str, Counter] = {name: Counter() for name in POLICIES}
+    print(f"{'policy':<46} {'set':<30} {'steps':>5} {'labelled':>8} {'agree':>6} {'kappa':>6} {'contrast recall':>15}")
+    for s in SETS:
+        traces, segmented = tmp / f"{s}.traces.jsonl", tmp / f"{s}.segmented.jsonl"
+        rscaffold("import", "--input", str(args.shared / "traces" / s / "traces.jsonl"), "--output", str(traces))
+        rscaffold("segment", "--input", str(traces), "--output", str(segmented))
+        for name, options in POLICIES.items():
+            labelled = tmp / f"{s}.{len(options)}.labelled.jsonl"
+            rscaffold("label", "--input", str(segmented), "--output", str(labelled), *options)
+            a = against_reference(labelled, reference)
+            pooled[name].update({(r, c): n for r, c, n in a["pairs"]})
+            print(f"{name:<46} {s:<30} {a['steps']:>5} {a['compared']:>8} {a['agreement']:>6.3f} {a['kappa']:>6.3f} "
+                  f"{a['recall'].get('contrast', float('nan')):>15.3f}")  # fmt: skip
+    for name, pairs in pooled.items():
+        n = sum(pairs.values())
+        labelled = sum(v for (_, b), v in pairs.items() if b != "none")
+        agree = sum(v for (a, b), v in pairs.items() if a == b) / n
+        contrast = pairs[("contrast", "contrast")] / max(1, sum(v for (a, _), v in pairs.items() if a == "contrast"))
+        print(f"{name:<46} {'pooled':<30} {n:>5} {labelled:>8} {agree:>6.3f} {kappa(pairs):>6.3f} {contrast:>15.3f}")
+
+
+if __name__ == "__main__":
+    main()
