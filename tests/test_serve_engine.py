@@ -24,7 +24,7 @@ from rscaffold.serve.student import StudentChat
 from rscaffold.signal_sources import GoldenSignals, HeadPredictor, NoSignals
 from rscaffold.signals import Signal
 
-DECODE = DecodeConfig(max_steps=4, max_step_tokens=8, max_answer_tokens=6, tau=0.0)
+DECODE = DecodeConfig(max_steps=4, max_step_tokens=8, max_answer_tokens=6, max_tokens=40, tau=0.0)
 QUESTIONS = [f"B has {n} apples and C has {n + 2}. How many in all?" for n in range(10)]
 
 
