@@ -18,6 +18,7 @@ Every path inside a run folder is made here and nowhere else::
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import subprocess
@@ -204,8 +205,70 @@ def say(message: str) -> None:
     print(f"[rscaffold {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def progress(items: Iterable[T], desc: str) -> Iterator[T]:
-    """A progress bar on an interactive terminal, nothing otherwise."""
-    from tqdm import tqdm
+PROGRESS_SECONDS = 30.0
+"""Off a terminal, a progress line at most this often (``RSCAFFOLD_PROGRESS_SECONDS`` overrides)."""
 
-    return iter(tqdm(items, desc=desc, unit=" rec", disable=not sys.stderr.isatty(), leave=False))
+
+class Progress:
+    """How far a long stage is: a bar on an interactive terminal; elsewhere (nohup, CI, ``| tee``) a
+    time-stamped line on stderr at most every ``PROGRESS_SECONDS`` (and a last one), with the count,
+    the share done and the time left when the total is known, the rate, and any extra counters."""
+
+    def __init__(self, desc: str, total: int | None = None, stream: Any = None, clock: Any = time.monotonic):
+        self.desc, self.total, self.clock = desc, total, clock
+        self.stream = stream if stream is not None else sys.stderr
+        self.done, self.shown, self.extra = 0, 0, {}
+        self.started = self.last = clock()
+        self.every = float(os.environ.get("RSCAFFOLD_PROGRESS_SECONDS", PROGRESS_SECONDS))
+        self.bar = None
+        if self.stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(desc=desc, total=total, unit=" rec", leave=False, file=self.stream)
+
+    def update(self, n: int = 1, **extra: Any) -> None:
+        self.done += n
+        self.extra.update(extra)
+        if self.bar is not None:
+            self.bar.update(n)
+            if extra:
+                self.bar.set_postfix(self.extra, refresh=False)
+        elif self.clock() - self.last >= self.every:
+            self.last = self.clock()
+            self._line()
+
+    def close(self, finished: bool = True) -> None:
+        """The last line, when lines were printed and the work went on since (not after an error: the
+        error is then the last line)."""
+        if self.bar is not None:
+            self.bar.close()
+        elif finished and self.shown and self.done > self.shown:
+            self._line()
+
+    def _line(self) -> None:
+        elapsed = max(self.clock() - self.started, 1e-9)
+        rate = self.done / elapsed
+        parts = [f"{self.done}/{self.total} ({self.done / self.total:.0%})" if self.total else str(self.done)]
+        parts.append(f"{rate:.2f}/s")
+        if self.total and rate > 0 and self.done < self.total:
+            parts.append(f"about {_duration((self.total - self.done) / rate)} left")
+        parts += [f"{k} {v}" for k, v in self.extra.items()]
+        self.shown = self.done
+        stamp = time.strftime("%H:%M:%S")
+        print(f"[rscaffold {stamp}] {self.desc}: {', '.join(parts)}", file=self.stream, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    return f"{seconds / 60:.0f}m" if seconds < 5400 else f"{seconds / 3600:.1f}h"
+
+
+def progress(items: Iterable[T], desc: str) -> Iterator[T]:
+    """``items``, counted by a :class:`Progress` (the total when ``items`` has a length)."""
+    total = len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
+    bar = Progress(desc, total)
+    for item in items:
+        yield item
+        bar.update()
+    bar.close()

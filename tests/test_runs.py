@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -74,3 +75,35 @@ def test_decoding_names_round_trip():
     d = runs.Decoding("scaffold", 1, "tau-0.5", "test_id")
     assert runs.Decoding.parse(d.stem) == d and d.row == "scaffold__tau-0.5"
     assert runs.Decoding.parse("not-a-pipeline-name") is None
+
+
+class _Log(io.StringIO):
+    def isatty(self) -> bool:  # a log file, CI or `| tee`: no bar
+        return False
+
+
+def test_progress_off_a_terminal_prints_lines_at_most_every_interval_and_at_the_end(monkeypatch):
+    now = [0.0]
+    log = _Log()
+    monkeypatch.setenv("RSCAFFOLD_PROGRESS_SECONDS", "10")
+    bar = runs.Progress("decode scaffold", total=100, stream=log, clock=lambda: now[0])
+    for _ in range(41):  # 41 items in 20.5 s: lines at 10 s and 20 s, then the last one
+        now[0] += 0.5
+        bar.update(failed=0)
+    bar.close()
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 3
+    assert lines[0].endswith("decode scaffold: 20/100 (20%), 2.00/s, about 40s left, failed 0")
+    assert lines[1].endswith("decode scaffold: 40/100 (40%), 2.00/s, about 30s left, failed 0")
+    assert lines[2].endswith("decode scaffold: 41/100 (41%), 2.00/s, about 30s left, failed 0")
+
+
+def test_progress_of_an_iterable_without_length_counts_and_short_runs_print_nothing(monkeypatch):
+    log = _Log()
+    monkeypatch.setattr(runs.sys, "stderr", log)
+    assert list(runs.progress(iter(range(3)), "label")) == [0, 1, 2]
+    assert log.getvalue() == ""  # done within the interval: nothing to say
+    monkeypatch.setenv("RSCAFFOLD_PROGRESS_SECONDS", "0")
+    assert list(runs.progress(iter(range(3)), "label")) == [0, 1, 2]
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 3 and " label: 3, " in lines[-1] and lines[-1].endswith("/s")  # no total known

@@ -5,7 +5,6 @@ Counts only (no per-item state), so it stays the same size for ten or a hundred 
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections import Counter
@@ -24,10 +23,10 @@ class Ledger:
         self._lock = threading.Lock()  # the client's loop thread and the caller both count
 
     def start_progress(self, desc: str, total: int | None = None) -> None:
-        """A progress bar (rate, ETA, failures) on an interactive terminal; nothing otherwise."""
-        from tqdm import tqdm
+        """Progress (rate, time left, failures): a bar on a terminal, lines in a log (runs.Progress)."""
+        from rscaffold.runs import Progress
 
-        self._bar = tqdm(desc=desc, total=total, unit=" item", disable=not sys.stderr.isatty(), leave=False)
+        self._bar = Progress(desc, total)
 
     def request(self, usage: dict[str, Any] | None, latency_s: float) -> None:
         """One answered request (not from the cache)."""
@@ -48,8 +47,7 @@ class Ledger:
         with self._lock:
             self.counts[outcome] += 1
             if self._bar is not None:
-                self._bar.update(1)
-                self._bar.set_postfix(failed=self.counts["failed"], cached=self.counts["cached"], refresh=False)
+                self._bar.update(1, failed=self.counts["failed"], cached=self.counts["cached"])
 
     def cost(self) -> float | None:
         """Dollars spent on the requests of this run, when prices are configured."""
