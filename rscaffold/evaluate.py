@@ -10,6 +10,7 @@ Two ways in:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -21,9 +22,11 @@ from typing import Any
 from rscaffold import metrics, runs
 from rscaffold.answers import EXTRACTIONS, Extraction
 from rscaffold.benchmarks import SPECS
-from rscaffold.config import Config, EvaluateConfig
-from rscaffold.schema import Decoded, InputError, Question, atomic_writer, read_json_objects, read_jsonl
+from rscaffold.config import Config, EvaluateConfig, LabelConfig
+from rscaffold.label import run_policy
+from rscaffold.schema import Decoded, InputError, Question, Step, Trace, atomic_writer, read_json_objects, read_jsonl
 from rscaffold.signals import Signal
+from rscaffold.stats import signal_key
 
 log = logging.getLogger(__name__)
 SIGNAL_KEYS = [s.key for s in Signal]
@@ -70,11 +73,34 @@ def score_decoded(d: Decoded, question: Question | None, ex: Extraction, primary
         "equations_right": sum(e["right"] for e in found),
         "conclusions": metrics.conclusion_metrics(thinking, truth),
         "signals": [s.signal.key for s in d.steps if s.signal is not None],
+        "adherence": adherence_pairs(d),
         "golden_signals": d.metadata.get("golden_signals"),
         "ops": meta.get("ops"),
         "split": meta.get("split", d.split),
         "group": meta.get("group"),
     }
+
+
+@functools.cache
+def _labeller() -> Any:
+    from rscaffold.label.learned import LearnedLabeller
+
+    return LearnedLabeller.load(LabelConfig().learned)
+
+
+def adherence_pairs(d: Decoded, policy: LabelConfig | None = None) -> list[list[str]]:
+    """(the signal a step was written under, the label of its text) for each guided thinking step: the
+    default label policy (paper keywords, then the shipped labeller) reads the decoded steps as it reads
+    a teacher's (``policy``: another one)."""
+    guided = [s for s in d.steps if s.signal is not None and s.signal is not Signal.RESPONSE]
+    if not guided:
+        return []
+    answer = Step(text=d.answer_text, signal=Signal.RESPONSE)
+    steps = [Step(text=s.text, sep=s.sep or "\n\n") for s in guided] + [answer]
+    trace = Trace(question_id=d.question_id, question=d.question, teacher="student", thinking="", steps=steps)
+    learned = _labeller() if policy is None else None
+    (labelled,) = run_policy([trace], policy or LabelConfig(), learned=learned)
+    return [[s.signal.key, signal_key(t.signal)] for s, t in zip(guided, labelled.steps, strict=False)]
 
 
 # -- summaries ------------------------------------------------------------------------------------
@@ -130,6 +156,9 @@ def signal_summary(scored: list[dict[str, Any]]) -> dict[str, Any]:
         "transitions": matrix.tolist(),
         "keys": SIGNAL_KEYS,
     }
+    written = [p for r in scored for p in r.get("adherence") or []]
+    if written:
+        out["adherence"] = metrics.adherence(written)
     pairs = [(r["signals"], r["golden_signals"]) for r in scored if r.get("golden_signals")]
     if pairs:
         teacher = metrics.transitions([t for _, t in pairs], SIGNAL_KEYS)

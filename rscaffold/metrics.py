@@ -188,3 +188,16 @@ def transition_divergence(student: np.ndarray, teacher: np.ndarray, smoothing: f
     m = (p + q) / 2
     js = 0.5 * (p * np.log2(p / m)).sum(axis=1) + 0.5 * (q * np.log2(q / m)).sum(axis=1)
     return float((js * teacher.sum(axis=1)).sum() / teacher.sum())
+
+
+def adherence(pairs: Iterable[Sequence[str]]) -> dict[str, Any]:
+    """Signal adherence: of the steps written under a signal, the share the labeller gives that signal,
+    overall and per signal written; ``pairs`` are (signal written under, label)."""
+    total: Counter[str] = Counter()
+    kept: Counter[str] = Counter()
+    for written, label in pairs:
+        total[written] += 1
+        kept[written] += written == label
+    n = sum(total.values())
+    by = {k: kept[k] / total[k] for k in sorted(total)}
+    return {"steps": n, "share": sum(kept.values()) / n if n else None, "by_signal": by, "steps_by_signal": dict(total)}

@@ -126,3 +126,26 @@ def test_command_on_a_run_folder(tmp_path: Path, capsys) -> None:
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4 and all("pass@1" in line for line in lines)
     assert len(list((run / "scored").glob("*.jsonl"))) == 4
+
+
+def test_signal_adherence_on_a_constructed_case():
+    """Four guided steps whose keyword labels are known: three follow the signal they were written
+    under (contrast, reasoning, conclusion); the fourth, written under Contrast, opens with "So"."""
+    from rscaffold.config import LabelConfig
+    from rscaffold.evaluate import adherence_pairs
+    from rscaffold.metrics import adherence
+    from rscaffold.schema import Decoded, Step
+    from rscaffold.signals import Signal
+
+    texts = ["But wait, that is wrong.", "Let me compute 3 + 4.", "So the total is 7.", "So we get 9."]
+    signals = [Signal.CONTRAST, Signal.REASONING, Signal.CONCLUSION, Signal.CONTRAST]
+    steps = [Step(text=t, sep="\n\n", signal=s) for t, s in zip(texts, signals, strict=True)]
+    d = Decoded(question_id="q", method="m", signal_source="golden", benchmark="testbed", split="test_id",
+                question="Q?", gold="7", steps=steps, answer_text="###Answer: 7", tokens=9)  # fmt: skip
+    pairs = adherence_pairs(d, LabelConfig(learned=None))  # paper keywords only: labels known
+    assert pairs == [["contrast", "contrast"], ["reasoning", "reasoning"], ["conclusion", "conclusion"],
+                     ["contrast", "conclusion"]]  # fmt: skip
+    a = adherence(pairs)
+    assert a["share"] == 0.75 and a["by_signal"] == {"conclusion": 1.0, "contrast": 0.5, "reasoning": 1.0}
+    free = d.model_copy(update={"steps": [Step(text=t) for t in texts]})
+    assert adherence_pairs(free) == []  # free decoding has no signals to follow

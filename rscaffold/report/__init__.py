@@ -42,7 +42,8 @@ def load_results(run_dir: Path) -> list[dict[str, Any]]:
 def table(entries: list[dict[str, Any]]) -> str:
     """The comparison table as HTML, one row per (run, method, signal source, benchmark, split)."""
     head = ["run", "method", "variant", "signal source", "benchmark", "split", "n", "Pass@1 strict [95% CI]",
-            "Pass@1 flexible [95% CI]", "tokens / answer", "equations right", "next-signal acc."]  # fmt: skip
+            "Pass@1 flexible [95% CI]", "tokens / answer", "equations right", "next-signal acc.",
+            "signal adherence (per signal)"]  # fmt: skip
     rows = []
     for e in entries:
         tokens = e.get("tokens_per_answer")
@@ -51,11 +52,19 @@ def table(entries: list[dict[str, Any]]) -> str:
         cells = [Path(e["run"]).name, e["method"], e.get("variant", ""), e["signal_source"], e["benchmark"], e["split"],
                  e["n"],
                  pct(e["pass@1_strict"]), pct(e["pass@1_flexible"]), "–" if tokens is None else f"{tokens:.1f}",
-                 "–" if eq is None else f"{eq:.3f}", "–" if nxt is None else f"{nxt:.3f}"]  # fmt: skip
+                 "–" if eq is None else f"{eq:.3f}", "–" if nxt is None else f"{nxt:.3f}",
+                 adherence_cell(e.get("signals", {}).get("adherence"))]  # fmt: skip
         tds = "".join(f"<td{' class=t' if i < 6 else ''}>{html.escape(str(c))}</td>" for i, c in enumerate(cells))
         rows.append(f"<tr>{tds}</tr>")
     ths = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     return f'<table id="comparison"><thead><tr>{ths}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def adherence_cell(a: dict[str, Any] | None) -> str:
+    """Overall signal adherence, then per signal written ("contrast 0.81, ...")."""
+    if not a or a.get("share") is None:
+        return "–"
+    return f"{a['share']:.3f} (" + ", ".join(f"{k} {v:.2f}" for k, v in a["by_signal"].items()) + ")"
 
 
 def viewer_questions(entries: list[dict[str, Any]], limit: int) -> tuple[list[str], list[dict[str, Any]]]:
