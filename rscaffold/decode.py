@@ -15,9 +15,10 @@ own prediction of the next signal is its LM's likelihood of each of the seven pr
 Speed comes from three choices. Questions are decoded in batches with one KV cache, extended token by
 token; nothing is re-read, except a conclusion that pruning moved to a new place. Each row moves on
 its own: when its step ends, it picks its next signal at once, while the others go on writing. And the
-signal embedding costs nothing at decode time: the proposer's last hidden state is final-normed, so
-``lm_head(h + e_s) = lm_head(h) + lm_head(e_s)``, a per-signal bias over the vocabulary (METHOD.md
-section 4) that is computed once.
+signal embedding costs nothing at decode time: the LM head is affine, so
+``lm_head(h + e_s) = lm_head(h) + lm_head(e_s) - lm_head(0)``, a per-signal bias over the vocabulary
+(METHOD.md section 4) that is computed once; a base model's final soft-capping comes after it, as in
+training (:func:`rscaffold.model.lm_logits`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import torch
 from rscaffold import generate, label, parallel, runs, segment
 from rscaffold.config import Config, DecodeConfig, ExperimentVariant
 from rscaffold.kvbatch import Batch, Row
-from rscaffold.model import DEFAULT_ANSWER_BUDGET, Student, load_student, student_from_folder
+from rscaffold.model import DEFAULT_ANSWER_BUDGET, Student, lm_logits, load_student, student_from_folder
 from rscaffold.schema import ANSWER_MARK, BOUNDARY, Decoded, InputError, Question, Step, Trace, read_jsonl, write_jsonl
 from rscaffold.segment import segment_text
 from rscaffold.signal_sources import (
@@ -151,11 +152,12 @@ class Decoder:
         return done
 
     def _logits(self, batch: Batch) -> torch.Tensor:
-        logits = self.student.lm.lm_head(batch.hidden)
+        """Each row's next-token logits: the proposer's under the row's signal (see the module docstring)."""
+        bias = None
         if self.bias is not None:
-            signals = torch.tensor([int(r.signal) for r in batch.rows], device=logits.device)
-            logits = logits + self.bias[signals].to(logits.dtype)
-        return logits
+            signals = torch.tensor([int(r.signal) for r in batch.rows], device=batch.hidden.device)
+            bias = self.bias[signals]
+        return lm_logits(self.student.lm, batch.hidden, bias)
 
     def _segment_end(self, row: Row, tok: int) -> str | None:
         """Add ``tok`` to the row's segment; 'answer' or 'step' when that ends the segment."""
@@ -402,7 +404,7 @@ def decode_file(
     settings = {"decode": cfg.model_dump(mode="json"), "extras": {k: str(v) for k, v in sorted(extras.items())}}
     key = parallel.part_key(student_dir, given, settings, w)
     desc = f"decode {student.method}" + (f" [process {w.rank + 1}/{w.size}]" if w.size > 1 else "")
-    n = parallel.decode_sharded(given, output, key, lambda qs: decoder(runs.progress(qs, desc)), group, w)
+    n = parallel.decode_sharded(given, output, key, lambda qs: runs.progress(decoder(qs), desc, len(qs)), group, w)
     out = {"student": student.method, "signal_source": source.name, "questions": n, "output": str(output)}
     return out | ({"process": w.rank, "processes": w.size} if w.size > 1 else {})
 

@@ -8,14 +8,13 @@ generative predictor.
 
 from __future__ import annotations
 
-import inspect
 import types
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from rscaffold.model import Student
+from rscaffold.model import Student, cache_arg, lm_logits
 from rscaffold.schema import Question, Step
 from rscaffold.signals import Signal
 
@@ -52,12 +51,6 @@ class Row:
         self.prompt_len = self.prompt_len or len(self.context)
 
 
-def _cache_kwarg(lm: Any) -> str:
-    # transformers 5.x renamed `past_key_values` to `cache` (the old name is deprecated, not gone).
-    params = inspect.signature(lm.model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
 class Batch:
     """The rows decoded together and their shared, left-padded KV cache.
 
@@ -68,7 +61,8 @@ class Batch:
 
     def __init__(self, student: Student, rows: list[Row]):
         self.student, self.rows = student, rows
-        self.kwarg = _cache_kwarg(student.lm)
+        self.backbone = student.lm.get_decoder()  # .model of Llama, .transformer of GPT-2
+        self.kwarg = cache_arg(self.backbone)
         self.cache: Any = None
         self.mask = torch.zeros(len(rows), 0, dtype=torch.long)
         self.hidden = self._prefill([r.context for r in rows])
@@ -92,7 +86,7 @@ class Batch:
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> Any:
         kwargs = {self.kwarg: cache}
-        return self.student.lm.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **kwargs)
+        return self.backbone(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **kwargs)
 
     def step(self, tokens: list[int]) -> None:
         """Feed one token per row."""
@@ -127,7 +121,7 @@ class Batch:
         out = self._forward(ids, torch.cat([self.mask[index], torch.ones_like(ids)], 1), pos, cache)
         # Each token is predicted by the hidden state before it: the row's last, then the completion's own.
         hidden = torch.cat([self.hidden[index].unsqueeze(1), out.last_hidden_state[:, :-1]], 1)
-        logits = self.student.lm.lm_head(hidden).float()
+        logits = lm_logits(self.student.lm, hidden).float()
         logp = logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)  # no second vocab-wide copy
         lengths = torch.tensor([len(c) for c in completions], device=self.device).repeat(len(which))
         valid = torch.arange(width, device=self.device) < lengths.unsqueeze(-1)  # padding is not scored

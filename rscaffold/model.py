@@ -4,8 +4,10 @@
 
 - the **signal embedding layer** (SEL, ``C x d_model``) adds the vector of the step's signal to the
   backbone's last hidden state (after the final norm) at every position that writes a token of that
-  step, just before the LM head. With a normalised last hidden state ``W (h + e_s) = W h + W e_s``:
-  the SEL is a per-signal bias over the vocabulary (:meth:`Proposer.signal_bias`);
+  step, just before the LM head. The head is affine, ``W (h + e_s) + b = (W h + b) + W e_s``, so the
+  SEL is a per-signal bias over the vocabulary (:meth:`Proposer.signal_bias`); a base model's final
+  logit soft-capping (Gemma 2) comes after the head and that bias, in training and decoding alike
+  (:func:`lm_logits`);
 - the **signal head** (``d_model -> C``) reads the last hidden state (without the SEL) and predicts the
   signal of the next step from the context before it.
 
@@ -21,8 +23,10 @@ Forward contract with ``rscaffold decode``::
 Incremental decoding passes only the new tokens and their signal ids. At a step boundary (the last
 token of the prompt or of a step), feed that token with ``signal_ids=-1``, read ``signal_logits[:, -1]``
 (independent of the signal id there), choose a signal ``s``, and sample the step's first token from
-``lm_logits[:, -1] + model.signal_bias(s)``; feed the following tokens of the step with ``s``. The SEL
-sits after the last layer, so the KV cache never depends on the signals.
+``lm_logits(model.base_lm(), h, model.signal_bias(s))``, ``h`` the last hidden state there
+(:meth:`Proposer.hidden`; without soft-capping, simply ``lm_logits[:, -1] + model.signal_bias(s)``);
+feed the following tokens of the step with ``s``. The SEL sits after the last layer, so the KV cache
+never depends on the signals.
 """
 
 from __future__ import annotations
@@ -88,7 +92,7 @@ class Proposer(nn.Module):
     def hidden(self, input_ids, attention_mask=None, past_key_values=None, use_cache=False, position_ids=None):
         """The backbone's last hidden state (after the final norm) and its KV cache."""
         decoder = self.base_lm().get_decoder()
-        cache = {_cache_arg(decoder): past_key_values} if past_key_values is not None else {}
+        cache = {cache_arg(decoder): past_key_values} if past_key_values is not None else {}
         out = decoder(
             input_ids=input_ids, attention_mask=attention_mask, use_cache=use_cache, position_ids=position_ids, **cache
         )
@@ -123,9 +127,9 @@ class Proposer(nn.Module):
         h, cache = self.hidden(input_ids, attention_mask, past_key_values, use_cache, position_ids)
         if labels is not None:
             return self._losses(h, signal_ids, labels, signal_targets)
-        lm_logits = self.base_lm().get_output_embeddings()(self.with_signal(h, signal_ids))
+        logits = lm_logits(self.base_lm(), self.with_signal(h, signal_ids))
         signal_logits = self.signal_head(h) if self.signal_head is not None else None
-        return Output(lm_logits, signal_logits, cache)
+        return Output(logits, signal_logits, cache)
 
     def _losses(self, h, signal_ids, labels, signal_targets) -> Losses:
         """L_token over the step tokens (position p predicts token p + 1) and L_signal at the boundaries."""
@@ -133,7 +137,7 @@ class Proposer(nn.Module):
         keep = targets != IGNORE
         hs = h[:, :-1][keep]  # the LM head runs only where the loss is taken (a large vocabulary is costly)
         sig = signal_ids[:, :-1][keep] if signal_ids is not None else None
-        logits = self.base_lm().get_output_embeddings()(self.with_signal(hs, sig))
+        logits = lm_logits(self.base_lm(), self.with_signal(hs, sig))
         token = F.cross_entropy(logits.float(), targets[keep])
         if self.signal_head is None or signal_targets is None:
             return Losses(token, h.new_zeros((), dtype=torch.float32))
@@ -145,7 +149,8 @@ class Proposer(nn.Module):
     @torch.no_grad()
     def signal_bias(self, signal: int | None = None) -> torch.Tensor:
         """The SEL as a bias over the vocabulary, ``lm_head(h + e_s) - lm_head(h)``: shape (vocab,) for
-        one signal, (C, vocab) for all (``signal=None``)."""
+        one signal, (C, vocab) for all (``signal=None``). It is the same for every ``h`` because the head
+        is affine (the head's own bias cancels); soft-capping comes after it (:func:`lm_logits`)."""
         if self.signal_embedding is None:
             raise ValueError("this student has no signal embedding layer")
         head = self.base_lm().get_output_embeddings()
@@ -154,7 +159,19 @@ class Proposer(nn.Module):
         return bias if signal is None else bias[signal]
 
 
-def _cache_arg(decoder: nn.Module) -> str:
+def lm_logits(lm: nn.Module, h: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """The logits a causal LM gives its last hidden states ``h``, plus ``bias`` (the SEL's, see
+    :meth:`Proposer.signal_bias`) before the base model's final soft-capping, ``cap * tanh(z / cap)``
+    (Gemma 2's ``final_logit_softcapping``): the capping is the last step of the model's own forward,
+    so the student trains and decodes under it as the base model was trained."""
+    logits = lm.get_output_embeddings()(h)
+    if bias is not None:
+        logits = logits + bias.to(logits.dtype)
+    cap = getattr(lm.config.get_text_config(), "final_logit_softcapping", None)
+    return logits if not cap else torch.tanh(logits / cap) * cap
+
+
+def cache_arg(decoder: nn.Module) -> str:
     """transformers renamed ``past_key_values`` to ``cache`` (5.2x); accept either version."""
     return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
@@ -168,11 +185,29 @@ def make_student(lm: nn.Module, model_cfg: ModelConfig, sel: bool, head: bool) -
             r=model_cfg.lora_r,
             lora_alpha=model_cfg.lora_alpha,
             lora_dropout=model_cfg.lora_dropout,
-            target_modules=model_cfg.lora_targets,
+            target_modules=lora_targets(lm, model_cfg.lora_targets),
             task_type="CAUSAL_LM",
         )
         lm = get_peft_model(lm, lora)
     return Proposer(lm, sel=sel, head=head)
+
+
+def lora_targets(lm: nn.Module, targets: list[str]) -> list[str]:
+    """``targets`` when the model has a module of one of these names; otherwise an InputError naming its
+    linear layers. The names differ per family (GPT-2: ``c_attn``; Phi-3: ``qkv_proj``), and peft's own
+    error does not say which names would do."""
+    from transformers.pytorch_utils import Conv1D  # GPT-2's linear layers
+
+    names = [name for name, _ in lm.named_modules()]
+    if any(n == t or n.endswith("." + t) for n in names for t in targets):  # peft's rule for a list of names
+        return targets
+    head = lm.get_output_embeddings()
+    layers = (m for m in lm.named_modules() if isinstance(m[1], nn.Linear | Conv1D) and m[1] is not head)
+    linear = {name.rsplit(".", 1)[-1] for name, _ in layers}
+    raise InputError(
+        f"model.lora_targets={targets}: {type(lm).__name__} has no module of these names; "
+        f"its linear layers are {sorted(linear)} (set model.lora_targets to some of them)"
+    )
 
 
 def student_meta(recipe: str, model: Proposer, info: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -259,10 +294,11 @@ def model_card(meta: dict[str, Any]) -> str:
 class Student:
     """What decoding needs of a trained student.
 
-    ``lm`` is a Hugging Face causal LM with ``.model`` (the backbone, returning final-normed hidden
-    states) and ``.lm_head``; ``signal_head`` maps a hidden state to the C signal logits; ``signal_bias``
-    is ``lm_head(SEL.weight)``, shape (C, vocab). Baselines have neither; a signal-as-text student has
-    ``signal_prefix`` instead.
+    ``lm`` is a Hugging Face causal LM: ``lm.get_decoder()`` is the backbone, returning final-normed
+    hidden states (``.model`` of Llama, ``.transformer`` of GPT-2), and :func:`lm_logits` turns them
+    into logits; ``signal_head`` maps a hidden state to the C signal logits; ``signal_bias`` is the SEL
+    as a bias over the vocabulary (:meth:`Proposer.signal_bias`), shape (C, vocab). Baselines have
+    neither; a signal-as-text student has ``signal_prefix`` instead.
     """
 
     lm: Any

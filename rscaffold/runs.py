@@ -264,9 +264,11 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f}m" if seconds < 5400 else f"{seconds / 3600:.1f}h"
 
 
-def progress(items: Iterable[T], desc: str) -> Iterator[T]:
-    """``items``, counted by a :class:`Progress` (the total when ``items`` has a length)."""
-    total = len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
+def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
+    """``items``, counted by a :class:`Progress` as they are consumed; the total is ``len(items)`` when
+    not given and ``items`` has a length."""
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
     bar = Progress(desc, total)
     for item in items:
         yield item
