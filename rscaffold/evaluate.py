@@ -232,9 +232,31 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
         "extractions": {e.name: e.version for e in EXTRACTIONS.values()},
         "entries": entries,
     }
+    if calibration := head_calibration(cfg, run_dir):
+        results["calibration"] = calibration
     with atomic_writer(runs.results(run_dir)) as f:
         json.dump(results, f, indent=2)
     return results
+
+
+def head_calibration(cfg: Config, run_dir: Path) -> dict[str, Any]:
+    """The signal head's reliability curve and ECE on the golden (held-out, labelled) traces of each
+    test split, for every trained student with a head: ``{"<student>-s<seed>": {split: ...}}``."""
+    from rscaffold.calibration import head_decisions, reliability
+
+    exp, out = cfg.experiment, {}
+    splits = [s for s in exp.splits if runs.golden(run_dir, s).exists()]
+    for student in exp.students:
+        for seed in student.seeds or exp.seeds:
+            folder = runs.student_dir(run_dir, student.name, seed)
+            meta = folder / "rscaffold_student.json"
+            if not splits or not meta.exists() or not json.loads(meta.read_text()).get("signal_head"):
+                continue
+            out[folder.name] = {
+                split: reliability(*head_decisions(folder, read_jsonl(runs.golden(run_dir, split), Trace), cfg.build))
+                for split in splits
+            }
+    return out
 
 
 # -- predictions from elsewhere -------------------------------------------------------------------

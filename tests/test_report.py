@@ -95,3 +95,17 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> No
     assert 'class="q wrong"' in dom and 'class="q right"' in dom and 'class="sig"' in dom
     assert "&lt;/script&gt;&lt;script&gt;throw" in dom  # the injected markup is shown as text, not run
     assert "80 of 80 shown" in dom
+
+
+def test_the_heads_calibration_is_shown_per_student_and_split(tmp_path):
+    import json
+
+    from rscaffold.report import calibration_table
+
+    assert calibration_table(tmp_path) == ""  # no results.json: nothing to show
+    curve = [{"low": 0.9, "high": 1.0, "n": 4, "confidence": 0.95, "accuracy": 0.5}]
+    cal = {"scaffold-s0": {"test_id": {"n": 4, "accuracy": 0.5, "ece": 0.45, "curve": curve}}}
+    (tmp_path / "results.json").write_text(json.dumps({"entries": [], "calibration": cal}))
+    html = calibration_table(tmp_path)
+    assert "<td>scaffold-s0</td><td>test_id</td><td>4</td><td>0.500</td><td>0.450</td>" in html
+    assert "0.95→0.50 (n 4)" in html

@@ -114,6 +114,26 @@ def _headline(run_dir: Path) -> str:
     return headline_html(json.loads(path.read_text(encoding="utf-8")))
 
 
+def calibration_table(run_dir: Path) -> str:
+    """The signal head's calibration on the golden traces (``results.json`` -> ``calibration``), if any."""
+    path = runs.results(run_dir)
+    cal = json.loads(path.read_text(encoding="utf-8")).get("calibration") if path.is_file() else None
+    if not cal:
+        return ""
+    rows = []
+    for student, splits in cal.items():
+        for split, r in splits.items():
+            curve = "; ".join(f"{p['confidence']:.2f}→{p['accuracy']:.2f} (n {p['n']})" for p in r["curve"])
+            cells = [student, split, r["n"], f"{r['accuracy']:.3f}", f"{r['ece']:.3f}", curve]
+            rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ["student", "golden traces", "decisions", "head accuracy", "ECE", "reliability: confidence→accuracy"]
+    )
+    title = f"<h3>Signal head calibration ({html.escape(run_dir.name)})</h3>"
+    return f'{title}<table class="calibration"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
 def _script_json(data: Any) -> str:
     """JSON that is safe inside a <script> element: no "</" can end it early."""
     return json.dumps(data).replace("</", "<\\/").replace("<!--", "<\\!--")
@@ -140,7 +160,7 @@ def write_report(run_dirs: list[Path], out: Path, cfg: ReportConfig) -> Path:
     page = (
         TEMPLATE.replace("__TITLE__", html.escape(cfg.title))
         .replace("__SUBTITLE__", f"Runs: {runs}. {len(entries)} entries; {len(questions)} questions in the viewer.")
-        .replace("__TABLE__", headlines + table(entries))
+        .replace("__TABLE__", headlines + table(entries) + "".join(calibration_table(r) for r in run_dirs))
         .replace("__PLOTS__", "\n".join(plots) or "<p>No plots: the runs hold nothing to plot.</p>")
         .replace("__DATA__", _script_json(data))  # last: model outputs must not be scanned for placeholders
     )

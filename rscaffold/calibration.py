@@ -1,0 +1,88 @@
+"""How well the signal head's confidence matches how often it is right, on held-out teacher traces.
+
+The gate stops a question when the head's confidence (its top softmax probability among the seven
+signals) is below tau, so the confidence has to mean what it says. Here the head reads held-out
+labelled teacher traces (the golden traces of the test splits) laid out exactly as in training, and
+at every decision point (the token before each step) its top signal and confidence are compared with
+the signal the teacher's step carries. The reliability curve bins the confidences; the expected
+calibration error (ECE) is the mean gap between confidence and accuracy, weighted by bin size.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rscaffold.config import BuildConfig
+from rscaffold.schema import Trace
+
+
+def reliability(confidence: Sequence[float], correct: Sequence[bool], bins: int = 10) -> dict[str, Any]:
+    """Equal-width bins over [0, 1]: per bin the count, mean confidence and accuracy; and the ECE."""
+    if len(confidence) != len(correct):
+        raise ValueError("one correctness flag per confidence")
+    n = len(confidence)
+    totals: Counter[int] = Counter()
+    conf_sum: dict[int, float] = {}
+    right: Counter[int] = Counter()
+    for c, ok in zip(confidence, correct, strict=True):
+        b = min(int(c * bins), bins - 1)
+        totals[b] += 1
+        conf_sum[b] = conf_sum.get(b, 0.0) + c
+        right[b] += bool(ok)
+    curve = [
+        {"low": b / bins, "high": (b + 1) / bins, "n": totals[b], "confidence": conf_sum[b] / totals[b],
+         "accuracy": right[b] / totals[b]}
+        for b in sorted(totals)
+    ]  # fmt: skip
+    ece = sum(p["n"] / n * abs(p["accuracy"] - p["confidence"]) for p in curve) if n else None
+    return {"n": n, "accuracy": sum(map(bool, correct)) / n if n else None, "ece": ece, "curve": curve}
+
+
+def head_decisions(
+    student_dir: Path, traces: Iterable[Trace], build: BuildConfig, batch: int = 32
+) -> tuple[list[float], list[bool]]:
+    """The head's confidence at every decision point of ``traces`` and whether its top signal is the
+    teacher's (traces with an unlabelled thinking step are skipped, as build skips them)."""
+    import torch
+
+    from rscaffold.build import proposer_record, segments
+    from rscaffold.model import load_student
+    from rscaffold.tokenizer import IGNORE, encode_proposer
+
+    model, tokenizer, meta = load_student(student_dir)
+    if model.signal_head is None:
+        raise ValueError(f"{student_dir}: the student has no signal head")
+    template = meta.get("prompt_template") or build.prompt_template
+    cfg = build.model_copy(update={"prompt_template": template, "unlabelled": "drop"})
+    counts: Counter[str] = Counter()
+    longest = getattr(model.base_lm().config, "max_position_embeddings", None) or 4096
+    encoded = []
+    for trace in traces:
+        if (segs := segments(trace, cfg, counts)) is not None:
+            record = proposer_record(trace, segs, cfg)
+            encoded.append(encode_proposer(record, tokenizer, bool(meta.get("add_bos")), longest))
+    encoded.sort(key=lambda e: len(e["input_ids"]))  # batches of similar lengths: little padding
+    confidence: list[float] = []
+    correct: list[bool] = []
+    with torch.no_grad():
+        for start in range(0, len(encoded), batch):
+            chunk = encoded[start : start + batch]
+            width = max(len(e["input_ids"]) for e in chunk)
+            mask = torch.tensor([[1] * len(e["input_ids"]) + [0] * (width - len(e["input_ids"])) for e in chunk])
+            ids, signal_ids = _padded(chunk, "input_ids", 0, width), _padded(chunk, "signal_ids", -1, width)
+            out = model(ids, signal_ids=signal_ids, attention_mask=mask)
+            targets = _padded(chunk, "signal_targets", IGNORE, width)  # right padding: positions are unchanged
+            at = targets != IGNORE
+            top, which = out.signal_logits.float().softmax(-1)[at].max(-1)
+            confidence += top.tolist()
+            correct += (which == targets[at]).tolist()
+    return confidence, correct
+
+
+def _padded(chunk: list[dict[str, list[int]]], key: str, fill: int, width: int) -> Any:
+    import torch
+
+    return torch.tensor([e[key] + [fill] * (width - len(e[key])) for e in chunk])
