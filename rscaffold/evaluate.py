@@ -11,6 +11,7 @@ Two ways in:
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import time
@@ -241,11 +242,12 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
 
 def head_calibration(cfg: Config, run_dir: Path) -> dict[str, Any]:
     """The signal head's reliability curve and ECE on the golden (held-out, labelled) traces of each
-    test split, for every trained student with a head: ``{"<student>-s<seed>": {split: ...}}``."""
+    test split (the first ``evaluate.calibration_traces``), for every trained student with a head:
+    ``{"<student>-s<seed>": {split: ...}}``."""
     from rscaffold.calibration import head_decisions, reliability
 
-    exp, out = cfg.experiment, {}
-    splits = [s for s in exp.splits if runs.golden(run_dir, s).exists()]
+    exp, out, limit = cfg.experiment, {}, cfg.evaluate.calibration_traces
+    splits = [s for s in exp.splits if runs.golden(run_dir, s).exists()] if limit else []
     for student in exp.students:
         for seed in student.seeds or exp.seeds:
             folder = runs.student_dir(run_dir, student.name, seed)
@@ -253,10 +255,14 @@ def head_calibration(cfg: Config, run_dir: Path) -> dict[str, Any]:
             if not splits or not meta.exists() or not json.loads(meta.read_text()).get("signal_head"):
                 continue
             out[folder.name] = {
-                split: reliability(*head_decisions(folder, read_jsonl(runs.golden(run_dir, split), Trace), cfg.build))
+                split: reliability(*head_decisions(folder, _first(runs.golden(run_dir, split), limit), cfg.build))
                 for split in splits
             }
     return out
+
+
+def _first(path: Path, n: int) -> Iterable[Trace]:
+    return itertools.islice(read_jsonl(path, Trace), n)
 
 
 # -- predictions from elsewhere -------------------------------------------------------------------

@@ -126,6 +126,11 @@ class EvaluateConfig(BaseModel):
     bootstrap_samples: int = Field(1000, ge=10, description="Bootstrap resamples for the Pass@1 interval.")
     ci_level: float = Field(0.95, gt=0, lt=1, description="Coverage of the Pass@1 confidence interval.")
     seed: int = Field(0, description="Seed of the bootstrap resampling.")
+    calibration_traces: int = Field(
+        200,
+        ge=0,
+        description="Golden traces per split the signal head reads for its calibration (the first ones; 0: none).",
+    )
 
 
 class ReportConfig(BaseModel):
