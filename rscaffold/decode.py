@@ -44,6 +44,7 @@ from rscaffold.signal_sources import (
     HeadPredictor,
     NoSignals,
     SignalSource,
+    SwappedSignals,
     golden_sequences,
     random_source,
 )
@@ -285,6 +286,8 @@ class Decoder:
             meta["tau"] = self.cfg.tau
         if self.golden is not None and row.question.id in self.golden:
             meta["golden_signals"] = [s.key if s is not None else None for s in self.golden[row.question.id]]
+        if (swap := getattr(self.source, "swaps", {}).get(row.question.id)) is not None:
+            meta["swap"] = {"step": swap[0], "signal": swap[1].key, "golden": swap[2].key}
         if "choices" in row.question.metadata:
             meta["choices"] = row.question.metadata["choices"]
         return meta
@@ -365,12 +368,12 @@ def make_source(
                 "(a student trained with train.recipe=predictor)"
             )
         return predictor_from_folder(predictor, student)
-    if name == "golden":
+    if name in ("golden", "golden-swap"):
         if golden is None:
             raise InputError(
-                "decode.signal_source=golden needs --golden TRACES.jsonl (labelled teacher traces of the questions)"
+                f"decode.signal_source={name} needs --golden TRACES.jsonl (labelled teacher traces of the questions)"
             )
-        return GoldenSignals(golden)
+        return GoldenSignals(golden) if name == "golden" else SwappedSignals(golden, cfg.seed)
     if name == "random":
         if train_traces is None:
             raise InputError("decode.signal_source=random needs --train-traces FILE (the labelled training traces)")
@@ -451,7 +454,8 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
     on such a split records the golden signals (evaluate's next-signal metrics compare against them)."""
     exp = cfg.experiment
     seeds = {s.name: s.seeds or exp.seeds for s in exp.students}
-    for split in sorted({s for v in exp.variants if v.source == "golden" for s in (v.splits or exp.splits)}):
+    golden_sources = ("golden", "golden-swap")
+    for split in sorted({s for v in exp.variants if v.source in golden_sources for s in (v.splits or exp.splits)}):
         parallel.on_first(lambda split=split: golden_traces(cfg, run_dir, split), None)
     written = 0
     for seed in exp.seeds:

@@ -63,6 +63,7 @@ def score_decoded(d: Decoded, question: Question | None, ex: Extraction, primary
     thinking = [s.text for s in d.steps if s.signal != Signal.RESPONSE]
     found = [e for text in [*thinking, d.answer_text] for e in metrics.equations(text)]
     truth = meta.get("values") if d.benchmark == "testbed" else None
+    adherence = adherence_pairs(d)
     return {
         "id": d.question_id,
         "gold": gold,
@@ -74,7 +75,8 @@ def score_decoded(d: Decoded, question: Question | None, ex: Extraction, primary
         "equations_right": sum(e["right"] for e in found),
         "conclusions": metrics.conclusion_metrics(thinking, truth),
         "signals": [s.signal.key for s in d.steps if s.signal is not None],
-        "adherence": adherence_pairs(d),
+        "adherence": adherence,
+        "swap": swapped_step(d, adherence),
         "golden_signals": d.metadata.get("golden_signals"),
         "ops": meta.get("ops"),
         "split": meta.get("split", d.split),
@@ -102,6 +104,15 @@ def adherence_pairs(d: Decoded, policy: LabelConfig | None = None) -> list[list[
     learned = _labeller() if policy is None else None
     (labelled,) = run_policy([trace], policy or LabelConfig(), learned=learned)
     return [[s.signal.key, signal_key(t.signal)] for s, t in zip(guided, labelled.steps, strict=False)]
+
+
+def swapped_step(d: Decoded, pairs: list[list[str]]) -> list[str] | None:
+    """For a ``golden-swap`` row that wrote its swapped step: (the new signal, the label of that step,
+    the teacher's signal there); None otherwise."""
+    swap = d.metadata.get("swap")
+    if not swap or swap["step"] >= len(pairs) or pairs[swap["step"]][0] != swap["signal"]:
+        return None
+    return [swap["signal"], pairs[swap["step"]][1], swap["golden"]]
 
 
 # -- summaries ------------------------------------------------------------------------------------
@@ -160,6 +171,11 @@ def signal_summary(scored: list[dict[str, Any]]) -> dict[str, Any]:
     written = [p for r in scored for p in r.get("adherence") or []]
     if written:
         out["adherence"] = metrics.adherence(written)
+    swaps = [r["swap"] for r in scored if r.get("swap")]
+    if swaps:
+        out["swap_sensitivity"] = metrics.adherence([s[:2] for s in swaps]) | {
+            "kept_golden": sum(label == golden for _, label, golden in swaps) / len(swaps)
+        }
     pairs = [(r["signals"], r["golden_signals"]) for r in scored if r.get("golden_signals")]
     if pairs:
         teacher = metrics.transitions([t for _, t in pairs], SIGNAL_KEYS)

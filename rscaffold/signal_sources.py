@@ -71,6 +71,33 @@ class GoldenSignals:
         return out
 
 
+class SwappedSignals(GoldenSignals):
+    """The teacher's sequence with one thinking signal replaced: at a step drawn per question (seeded by
+    the question id, so any batching gives the same swap) by another thinking signal. Whether the step
+    written there follows the new signal is evaluate's swap sensitivity; ``swaps`` records each swap."""
+
+    name = "golden-swap"
+
+    def __init__(self, sequences: dict[str, list[Signal | None]], seed: int = 0):
+        super().__init__(sequences)
+        self.swaps: dict[str, tuple[int, Signal, Signal]] = {}
+        thinking = [s for s in Signal if s is not Signal.RESPONSE]
+        for qid, seq in sequences.items():
+            if seq:
+                rng = random.Random(f"{seed}:{qid}")
+                t = rng.randrange(len(seq))
+                was = seq[t] if seq[t] is not None else Signal.REASONING
+                self.swaps[qid] = (t, rng.choice([s for s in thinking if s is not was]), was)
+
+    def choose(self, rows: Sequence[Row], signal_logits: torch.Tensor | None) -> list[tuple[Signal, float]]:
+        out = super().choose(rows, signal_logits)
+        for i, row in enumerate(rows):
+            swap = self.swaps.get(row.question.id)
+            if swap is not None and swap[0] == len(row.steps):
+                out[i] = (swap[1], 1.0)
+        return out
+
+
 class RandomSignals:
     """Signals drawn from the training distribution, with a step count drawn from the training ones."""
 

@@ -149,3 +149,29 @@ def test_signal_adherence_on_a_constructed_case():
     assert a["share"] == 0.75 and a["by_signal"] == {"conclusion": 1.0, "contrast": 0.5, "reasoning": 1.0}
     free = d.model_copy(update={"steps": [Step(text=t) for t in texts]})
     assert adherence_pairs(free) == []  # free decoding has no signals to follow
+
+
+def test_swap_sensitivity_on_a_constructed_case():
+    """Two rows swapped at step 1 to Contrast: one writes "But ..." there (follows the new signal), the
+    other "So ..." (keeps a Conclusion): swap sensitivity 0.5."""
+    from rscaffold.config import LabelConfig
+    from rscaffold.evaluate import adherence_pairs, swapped_step
+    from rscaffold.metrics import adherence
+    from rscaffold.schema import Decoded, Step
+    from rscaffold.signals import Signal
+
+    def row(second: str) -> Decoded:
+        texts = ["Let me compute 3 + 4.", second, "So the total is 7."]
+        signals = [Signal.REASONING, Signal.CONTRAST, Signal.CONCLUSION]
+        steps = [Step(text=t, sep="\n\n", signal=s) for t, s in zip(texts, signals, strict=True)]
+        swap = {"step": 1, "signal": "contrast", "golden": "conclusion"}
+        return Decoded(question_id="q", method="m", signal_source="golden-swap", benchmark="testbed", split="test_id",
+                       question="Q?", gold="7", steps=steps, answer_text="###Answer: 7", tokens=9,
+                       metadata={"swap": swap})  # fmt: skip
+
+    keywords = LabelConfig(learned=None)
+    swaps = [swapped_step(d, adherence_pairs(d, keywords)) for d in (row("But wait, 3 is wrong."), row("So it is 7."))]
+    assert swaps == [["contrast", "contrast", "conclusion"], ["contrast", "conclusion", "conclusion"]]
+    assert adherence([s[:2] for s in swaps])["share"] == 0.5
+    short = row("But wait.").model_copy(update={"metadata": {"swap": {"step": 5, "signal": "contrast", "golden": "x"}}})
+    assert swapped_step(short, adherence_pairs(short, keywords)) is None  # the row never wrote step 5

@@ -125,3 +125,21 @@ def test_signal_parse():
     assert Signal.parse(2) is Signal.EXAMPLE
     with pytest.raises(ValueError, match="unknown signal"):
         Signal.parse("nope")
+
+
+def test_swapped_signals_replace_one_seeded_step_per_question():
+    from rscaffold.kvbatch import Row
+    from rscaffold.schema import Question, Step
+    from rscaffold.signal_sources import SwappedSignals
+
+    seq = [Signal.REASONING, Signal.CONCLUSION, Signal.CONTRAST, Signal.REASONING]
+    source = SwappedSignals({"a": seq, "b": seq, "empty": []}, seed=3)
+    assert set(source.swaps) == {"a", "b"}  # nothing to swap in an empty sequence
+    for qid, (t, new, was) in source.swaps.items():
+        assert was is seq[t] and new is not was and new is not Signal.RESPONSE
+        chosen = []
+        for n in range(len(seq)):
+            row = Row(Question(id=qid, text="q"), [1], steps=[Step(text="x")] * n)
+            chosen.append(source.choose([row], None)[0][0])
+        assert chosen == [new if i == t else s for i, s in enumerate(seq)]
+    assert SwappedSignals({"a": seq}, seed=3).swaps["a"] == source.swaps["a"]  # seeded by question, not order

@@ -8,8 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 RECIPES = ("scaffold", "scaffold-pruned", "predictor", "cot-sft", "oracle-cot", "long-sft", "answer-sft", "pretrain")
 """The training recipes (what each learns from: ``train.RECIPES``)."""
-SOURCES = ("predictor-head", "predictor-generative", "golden", "random", "none")
-"""Where decoding takes each step's signal from (``decode.signal_source``)."""
+SOURCES = ("predictor-head", "predictor-generative", "golden", "golden-swap", "random", "none")
+"""Where decoding takes each step's signal from (``decode.signal_source``); ``golden-swap`` is the
+teacher's sequence with one signal replaced at a seeded step (evaluate's swap sensitivity)."""
 
 
 class TinySizes(BaseModel):

@@ -43,7 +43,7 @@ def table(entries: list[dict[str, Any]]) -> str:
     """The comparison table as HTML, one row per (run, method, signal source, benchmark, split)."""
     head = ["run", "method", "variant", "signal source", "benchmark", "split", "n", "Pass@1 strict [95% CI]",
             "Pass@1 flexible [95% CI]", "tokens / answer", "equations right", "next-signal acc.",
-            "signal adherence (per signal)"]  # fmt: skip
+            "signal adherence (per signal)", "swap sensitivity (per new signal)"]  # fmt: skip
     rows = []
     for e in entries:
         tokens = e.get("tokens_per_answer")
@@ -53,7 +53,8 @@ def table(entries: list[dict[str, Any]]) -> str:
                  e["n"],
                  pct(e["pass@1_strict"]), pct(e["pass@1_flexible"]), "–" if tokens is None else f"{tokens:.1f}",
                  "–" if eq is None else f"{eq:.3f}", "–" if nxt is None else f"{nxt:.3f}",
-                 adherence_cell(e.get("signals", {}).get("adherence"))]  # fmt: skip
+                 adherence_cell(e.get("signals", {}).get("adherence")),
+                 adherence_cell(e.get("signals", {}).get("swap_sensitivity"))]  # fmt: skip
         tds = "".join(f"<td{' class=t' if i < 6 else ''}>{html.escape(str(c))}</td>" for i, c in enumerate(cells))
         rows.append(f"<tr>{tds}</tr>")
     ths = "".join(f"<th>{html.escape(h)}</th>" for h in head)
