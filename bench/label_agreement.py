@@ -6,7 +6,8 @@ set and pooled, on the held-out part of the shipped judge-labelled steps
     python bench/label_agreement.py [--shared ../shared/data] [--all]
 
 ``--all`` uses every judged step instead of the held-out part. Needs the traces of ``../shared/data``
-(the judged steps name their traces; the texts are relabelled from there).
+(the judged steps name their traces; the texts are relabelled from there). Last, for every judged step
+that opens with a paper keyword, the keyword's Table 7 signal against the judge's labels.
 """
 
 from __future__ import annotations
@@ -59,6 +60,27 @@ def main() -> None:
         agree = sum(v for (a, b), v in pairs.items() if a == b) / n
         contrast = pairs[("contrast", "contrast")] / max(1, sum(v for (a, _), v in pairs.items() if a == "contrast"))
         print(f"{name:<46} {'pooled':<30} {n:>5} {labelled:>8} {agree:>6.3f} {kappa(pairs):>6.3f} {contrast:>15.3f}")
+    keyword_table()
+
+
+def keyword_table() -> None:
+    """Each paper keyword that opens judged steps: its Table 7 signal against the judge's labels."""
+    import json
+    from collections import defaultdict
+
+    from rscaffold.signals import Signal, load_lexicon
+
+    lexicon = load_lexicon("paper")
+    by: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    for line in JUDGED.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if hit := lexicon.match(row["text"]):
+            by[(hit[1], Signal(hit[0]).key)][row["signal"]] += 1
+    print(f"\n{'opening keyword':<16} {'Table 7':<11} {'steps':>5}  judge's labels (agreement)")
+    for (keyword, signal), c in sorted(by.items(), key=lambda kv: -sum(kv[1].values())):
+        n = sum(c.values())
+        top = ", ".join(f"{k} {v}" for k, v in c.most_common(3))
+        print(f"{keyword:<16} {signal:<11} {n:>5}  {top} ({c[signal] / n:.2f})")
 
 
 if __name__ == "__main__":
