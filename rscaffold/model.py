@@ -241,6 +241,8 @@ def save_student(model: Proposer, tokenizer: Any, out_dir: str | Path, meta: dic
     layers = {f"{name}.{k}": v for name in ("signal_embedding", "signal_head") for k, v in _state(model, name).items()}
     if layers:
         save_file({k: v.detach().contiguous().cpu() for k, v in layers.items()}, str(out / SIGNAL_FILE))
+    if model.signal_embedding is not None:  # for plain transformers: rscaffold.hf.SignalLogitsProcessor
+        save_file({"signal_bias": model.signal_bias().float().contiguous().cpu()}, str(out / "signal_bias.safetensors"))
     meta = {**meta, "weights": "adapter" if adapter else "full"}
     (out / META_FILE).write_text(json.dumps(meta, indent=2))
     (out / "README.md").write_text(model_card(meta))
@@ -282,7 +284,18 @@ def model_card(meta: dict[str, Any]) -> str:
         "Load it with one call:\n\n```python\nfrom rscaffold.model import load_student\n"
         'model, tokenizer, meta = load_student("path/to/this/folder")\n'
         "lm_logits, signal_logits, cache = model(input_ids, signal_ids=..., use_cache=True)\n```\n\n"
-        f"Prompt template: `{meta.get('prompt_template', '')!r}`.\n"
+        + (
+            "Or in plain transformers, writing under a chosen signal (`signal_bias.safetensors`):\n\n```python\n"
+            "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+            "from rscaffold.hf import SignalLogitsProcessor\n"
+            'model, tok = AutoModelForCausalLM.from_pretrained("DIR"), AutoTokenizer.from_pretrained("DIR")\n'
+            'signal = SignalLogitsProcessor.from_pretrained("DIR", "reasoning")\n'
+            'out = model.generate(**tok(prompt, return_tensors="pt"), logits_processor=[signal], max_new_tokens=64)\n'
+            "```\n\n"
+            if meta.get("signal_embedding")
+            else ""
+        )
+        + f"Prompt template: `{meta.get('prompt_template', '')!r}`.\n"
         f"Training summary: {json.dumps(meta.get('train', {}))}\n"
     )
 
