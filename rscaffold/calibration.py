@@ -41,45 +41,51 @@ def reliability(confidence: Sequence[float], correct: Sequence[bool], bins: int 
     return {"n": n, "accuracy": sum(map(bool, correct)) / n if n else None, "ece": ece, "curve": curve}
 
 
-def head_decisions(
-    student_dir: Path, traces: Iterable[Trace], build: BuildConfig, batch: int = 32
-) -> tuple[list[float], list[bool]]:
-    """The head's confidence at every decision point of ``traces`` and whether its top signal is the
-    teacher's (traces with an unlabelled thinking step are skipped, as build skips them)."""
-    import torch
+class HeadReader:
+    """A student's signal head reading labelled teacher traces; the student is loaded once."""
 
-    from rscaffold.build import proposer_record, segments
-    from rscaffold.model import load_student
-    from rscaffold.tokenizer import IGNORE, encode_proposer
+    def __init__(self, student_dir: Path, build: BuildConfig, batch: int = 32):
+        from rscaffold.model import load_student
 
-    model, tokenizer, meta = load_student(student_dir)
-    if model.signal_head is None:
-        raise ValueError(f"{student_dir}: the student has no signal head")
-    template = meta.get("prompt_template") or build.prompt_template
-    cfg = build.model_copy(update={"prompt_template": template, "unlabelled": "drop"})
-    counts: Counter[str] = Counter()
-    longest = getattr(model.base_lm().config, "max_position_embeddings", None) or 4096
-    encoded = []
-    for trace in traces:
-        if (segs := segments(trace, cfg, counts)) is not None:
-            record = proposer_record(trace, segs, cfg)
-            encoded.append(encode_proposer(record, tokenizer, bool(meta.get("add_bos")), longest))
-    encoded.sort(key=lambda e: len(e["input_ids"]))  # batches of similar lengths: little padding
-    confidence: list[float] = []
-    correct: list[bool] = []
-    with torch.no_grad():
-        for start in range(0, len(encoded), batch):
-            chunk = encoded[start : start + batch]
-            width = max(len(e["input_ids"]) for e in chunk)
-            mask = torch.tensor([[1] * len(e["input_ids"]) + [0] * (width - len(e["input_ids"])) for e in chunk])
-            ids, signal_ids = _padded(chunk, "input_ids", 0, width), _padded(chunk, "signal_ids", -1, width)
-            out = model(ids, signal_ids=signal_ids, attention_mask=mask)
-            targets = _padded(chunk, "signal_targets", IGNORE, width)  # right padding: positions are unchanged
-            at = targets != IGNORE
-            top, which = out.signal_logits.float().softmax(-1)[at].max(-1)
-            confidence += top.tolist()
-            correct += (which == targets[at]).tolist()
-    return confidence, correct
+        self.model, self.tokenizer, self.meta = load_student(student_dir)
+        if self.model.signal_head is None:
+            raise ValueError(f"{student_dir}: the student has no signal head")
+        template = self.meta.get("prompt_template") or build.prompt_template
+        self.cfg = build.model_copy(update={"prompt_template": template, "unlabelled": "drop"})
+        self.batch = batch
+
+    def decisions(self, traces: Iterable[Trace]) -> tuple[list[float], list[bool]]:
+        """The head's confidence at every decision point of ``traces`` and whether its top signal is the
+        teacher's (traces with an unlabelled thinking step are skipped, as build skips them)."""
+        import torch
+
+        from rscaffold.build import proposer_record, segments
+        from rscaffold.tokenizer import IGNORE, encode_proposer
+
+        counts: Counter[str] = Counter()
+        longest = getattr(self.model.base_lm().config, "max_position_embeddings", None) or 4096
+        add_bos = bool(self.meta.get("add_bos"))
+        encoded = [
+            encode_proposer(proposer_record(trace, segs, self.cfg), self.tokenizer, add_bos, longest)
+            for trace in traces
+            if (segs := segments(trace, self.cfg, counts)) is not None
+        ]
+        encoded.sort(key=lambda e: len(e["input_ids"]))  # batches of similar lengths: little padding
+        confidence: list[float] = []
+        correct: list[bool] = []
+        with torch.no_grad():
+            for start in range(0, len(encoded), self.batch):
+                chunk = encoded[start : start + self.batch]
+                width = max(len(e["input_ids"]) for e in chunk)
+                mask = torch.tensor([[1] * len(e["input_ids"]) + [0] * (width - len(e["input_ids"])) for e in chunk])
+                ids, signal_ids = _padded(chunk, "input_ids", 0, width), _padded(chunk, "signal_ids", -1, width)
+                out = self.model(ids, signal_ids=signal_ids, attention_mask=mask)
+                targets = _padded(chunk, "signal_targets", IGNORE, width)  # right padding: positions unchanged
+                at = targets != IGNORE
+                top, which = out.signal_logits.float().softmax(-1)[at].max(-1)
+                confidence += top.tolist()
+                correct += (which == targets[at]).tolist()
+        return confidence, correct
 
 
 def _padded(chunk: list[dict[str, list[int]]], key: str, fill: int, width: int) -> Any:

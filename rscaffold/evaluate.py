@@ -260,7 +260,7 @@ def head_calibration(cfg: Config, run_dir: Path) -> dict[str, Any]:
     """The signal head's reliability curve and ECE on the golden (held-out, labelled) traces of each
     test split (the first ``evaluate.calibration_traces``), for every trained student with a head:
     ``{"<student>-s<seed>": {split: ...}}``."""
-    from rscaffold.calibration import head_decisions, reliability
+    from rscaffold.calibration import HeadReader, reliability
 
     exp, out, limit = cfg.experiment, {}, cfg.evaluate.calibration_traces
     splits = [s for s in exp.splits if runs.golden(run_dir, s).exists()] if limit else []
@@ -270,9 +270,9 @@ def head_calibration(cfg: Config, run_dir: Path) -> dict[str, Any]:
             meta = folder / "rscaffold_student.json"
             if not splits or not meta.exists() or not json.loads(meta.read_text()).get("signal_head"):
                 continue
+            head = HeadReader(folder, cfg.build)
             out[folder.name] = {
-                split: reliability(*head_decisions(folder, _first(runs.golden(run_dir, split), limit), cfg.build))
-                for split in splits
+                split: reliability(*head.decisions(_first(runs.golden(run_dir, split), limit))) for split in splits
             }
     return out
 

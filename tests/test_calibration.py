@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rscaffold.calibration import head_decisions, reliability
+from rscaffold.calibration import HeadReader, reliability
 from rscaffold.config import BuildConfig, ModelConfig
 from rscaffold.model import make_student, save_student, student_meta
 from rscaffold.schema import Step, Trace
@@ -38,7 +38,7 @@ def test_a_head_sure_of_one_signal_is_right_where_the_teacher_wrote_it(tmp_path)
     steps = [Step(text=f"Step {i} has 7.", sep="\n\n", signal=s) for i, s in enumerate(signals)]
     trace = Trace(question_id="q", question="A has 3.", teacher="t", thinking="",
                   steps=[*steps, Step(text="###Answer: 7", signal=Signal.RESPONSE)])  # fmt: skip
-    confidence, correct = head_decisions(tmp_path, [trace, trace], BuildConfig())
+    confidence, correct = HeadReader(tmp_path, BuildConfig()).decisions([trace, trace])
     assert correct == [True, True, False, False] * 2  # three steps and the answer, twice
     assert confidence == pytest.approx([1.0] * 8)
     assert reliability(confidence, correct)["ece"] == pytest.approx(0.5, abs=1e-6)

@@ -196,8 +196,8 @@ def create_app(cfg: ServeConfig, models: dict[str, Model], token: str | None = N
             return error(401, "missing or wrong bearer token", "authentication_error")
         return stats.report(request.query_params.get("detail", "").lower() in ("1", "true", "yes"))
 
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request) -> Any:
+    async def received(request: Request, shape: type[BaseModel]) -> Any:
+        """``(body, model)`` of a request, or the error to answer: token, JSON, fields, known model."""
         stats.received += 1
         if not authorised(request):
             return error(401, "missing or wrong bearer token", "authentication_error")
@@ -210,11 +210,19 @@ def create_app(cfg: ServeConfig, models: dict[str, Model], token: str | None = N
             return Response(status_code=499)
         if faults.delay_ms or faults.delay_jitter_ms:
             await asyncio.sleep((faults.delay_ms + rng.uniform(0, faults.delay_jitter_ms)) / 1000)
-        if problem := request_problem(body):
+        if problem := request_problem(body, shape):
             return error(400, problem, "invalid_request_error")
         model = models.get(body["model"])
         if model is None:
             return error(404, f"unknown model; known: {', '.join(models)}", "invalid_request_error")
+        return body, model
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Any:
+        got = await received(request, ChatRequest)
+        if not isinstance(got, tuple):
+            return got
+        body, model = got
         if isinstance(model, StudentChat):
             return await _student_reply(request, body, model, "chat", error)
         u = rng.random()
@@ -238,21 +246,10 @@ def create_app(cfg: ServeConfig, models: dict[str, Model], token: str | None = N
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Any:
-        stats.received += 1
-        if not authorised(request):
-            return error(401, "missing or wrong bearer token", "authentication_error")
-        try:
-            body = await request.json()
-        except ValueError:
-            return error(400, "body is not JSON", "invalid_request_error")
-        except ClientDisconnect:
-            stats.status["client-gone"] += 1
-            return Response(status_code=499)
-        if problem := request_problem(body, CompletionRequest):
-            return error(400, problem, "invalid_request_error")
-        model = models.get(body["model"])
-        if model is None:
-            return error(404, f"unknown model; known: {', '.join(models)}", "invalid_request_error")
+        got = await received(request, CompletionRequest)
+        if not isinstance(got, tuple):
+            return got
+        body, model = got
         if not isinstance(model, StudentChat):
             return error(400, f"model {body['model']!r} serves /v1/chat/completions only", "invalid_request_error")
         return await _student_reply(request, body, model, "completion", error)

@@ -29,7 +29,7 @@ from rscaffold.config import DecodeConfig
 from rscaffold.decode import Decoder
 from rscaffold.kvbatch import Batch, Row
 from rscaffold.model import Student
-from rscaffold.schema import Decoded, Question, Step
+from rscaffold.schema import Question, Step
 from rscaffold.signal_sources import GoldenSignals, HeadPredictor, NoSignals, RandomSignals, SignalSource
 from rscaffold.signals import Signal
 
@@ -260,8 +260,3 @@ class Engine:
             self.lanes = {k: v for k, v in self.lanes.items() if v is not lane}
         for ticket in tickets:
             ticket.on_event({"error": message})
-
-
-def decoded_text(d: Decoded) -> str:
-    """The steps as the student wrote them (with their separators)."""
-    return "".join(s.text + s.sep for s in d.steps)
