@@ -191,6 +191,21 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = _config(args)
+    if args.student is not None:  # one model on one benchmark: decode, then score
+        if args.run_dir is not None or args.predictions is not None or not args.benchmark or args.output is None:
+            raise InputError("evaluate --student needs --benchmark NAME and --output DIR (no --run-dir, --predictions)")
+        from rscaffold import score
+
+        r = score.run(cfg, args.student, args.benchmark, args.output, args.split, args.limit, args.benchmark_path)
+        p = r["pass@1_strict"]
+        print(
+            f"{args.student} {r['benchmark']}/{r['split']} n={r['n']} pass@1 {p['mean']:.3f} [{p['lo']:.3f}, "
+            f"{p['hi']:.3f}]  flexible {r['pass@1_flexible']['mean']:.3f}"
+        )
+        print(f"evaluate: wrote {args.output}/results.json", file=sys.stderr)
+        return 0
+    if args.split or args.limit or args.benchmark_path:
+        raise InputError("evaluate: --split, --limit and --benchmark-path go with --student and --benchmark")
     if args.predictions is not None:
         if args.run_dir is not None:
             raise InputError("evaluate: --predictions cannot go with --run-dir")
@@ -233,7 +248,7 @@ def _print_report(h: dict[str, Any]) -> None:
 
 def cmd_run(args: argparse.Namespace, cfg: Config | None = None) -> int:
     """``rscaffold run``: the stages of ``run.stages`` in one run folder (``rscaffold.pipeline``)."""
-    cfg = cfg or _config(args)
+    cfg = cfg or _config(args, _run_benchmark(args))
     run_dir = Path(args.run_dir or cfg.run.dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
     started = time.perf_counter()
     summaries = pipeline.run_pipeline(cfg, run_dir)
@@ -255,6 +270,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
         cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"stages": data})})
     args.run_dir = args.run_dir or cfg.run.dir or "runs/demo"
     return cmd_run(args, cfg)
+
+
+def _benchmark_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--split", help="the benchmark's split (default: its test split)")
+    p.add_argument("--limit", type=int, help="the first N questions of the benchmark")
+    p.add_argument("--benchmark-path", type=Path, help="the benchmark's file or folder (default: "
+                   "$RSCAFFOLD_BENCHMARKS/NAME, else the hub when online)")  # fmt: skip
+
+
+def _run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    """``rscaffold run --benchmark NAME [--split S] [--limit N] [--benchmark-path P]`` -> run.benchmark."""
+    if args.benchmark is None:
+        if args.split or args.limit or args.benchmark_path:
+            raise InputError("run: --split, --limit and --benchmark-path go with --benchmark NAME")
+        return {}
+    given = {"name": args.benchmark, "split": args.split, "limit": args.limit, "path": args.benchmark_path}
+    return {"run.benchmark": {k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None}}
 
 
 def _with_config(command: Callable[[argparse.Namespace, Config], int]) -> Callable[[argparse.Namespace], int]:
@@ -340,10 +372,7 @@ def _stage_parsers(sub: Any) -> None:
     dec.add_argument("--golden", type=Path, help="labelled teacher traces of the questions (golden signals)")
     dec.add_argument("--train-traces", type=Path, help="labelled training traces (random signals)")
     dec.add_argument("--benchmark", help="decode a benchmark's questions instead of --input (gsm8k, math500, ...)")
-    dec.add_argument("--split", help="the benchmark's split (default: its test split)")
-    dec.add_argument("--limit", type=int, help="the first N questions of the benchmark")
-    dec.add_argument("--benchmark-path", type=Path, help="the benchmark's file or folder (default: "
-                     "$RSCAFFOLD_BENCHMARKS/NAME, else the hub when online)")  # fmt: skip
+    _benchmark_options(dec)
     _io(dec)
     dec.set_defaults(func=cmd_stage)
 
@@ -351,7 +380,10 @@ def _stage_parsers(sub: Any) -> None:
     ev.add_argument("--run-dir", help="run folder: score every decoded file, write results.json and scored/")
     ev.add_argument("--benchmark", help="benchmark of --predictions (testbed, gsm8k, ...)")
     ev.add_argument("--predictions", type=Path, help="JSONL with id, prediction, gold; or decode's output")
-    ev.add_argument("--output", type=Path, help="scored records of --predictions, one per line")
+    ev.add_argument("--output", type=Path, help="scored records of --predictions; with --student, the folder")
+    ev.add_argument("--student", type=Path, help="decode --benchmark with this student or base model, then score "
+                    "(decoded.jsonl, scored.jsonl, results.json in --output)")  # fmt: skip
+    _benchmark_options(ev)
     _config_option(ev)
     ev.set_defaults(func=cmd_evaluate)
 
@@ -394,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="chain the stages of run.stages (testbed to report) in one run folder")
     run.add_argument("--run-dir", help="run folder (default run.dir, else runs/<time>)")
+    run.add_argument("--benchmark", help="decode every variant on this benchmark, not the testbed (run.benchmark)")
+    _benchmark_options(run)
     _config_option(run)
     run.set_defaults(func=cmd_run)
 

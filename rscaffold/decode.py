@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from rscaffold import generate, label, parallel, runs, segment
+from rscaffold.benchmarks import SPECS, load_questions
 from rscaffold.config import Config, DecodeConfig, ExperimentVariant
 from rscaffold.kvbatch import Batch, Row
 from rscaffold.model import DEFAULT_ANSWER_BUDGET, Student, lm_logits, load_student, student_from_folder
@@ -430,8 +431,29 @@ def golden_traces(cfg: Config, run_dir: Path, split: str) -> Path:
     return out
 
 
-def _questions(run_dir: Path, split: str, limit: int | None) -> Path:
-    questions = runs.require(runs.questions(run_dir, split), "testbed", run_dir)
+ORIGINAL = "original"
+"""A variant's student that names the untrained ``model.base`` (the paper's Original row): decoded
+freely with ``build.prompt_template``, once (under the first seed), trained by no stage."""
+
+
+def _splits(cfg: Config, v: ExperimentVariant) -> list[str]:
+    """The splits a variant decodes: the benchmark of ``run.benchmark`` when set, else testbed splits."""
+    bench = cfg.run.benchmark
+    if bench is not None:
+        if bench.name not in SPECS or bench.name == "testbed":
+            known = ", ".join(sorted(n for n in SPECS if n != "testbed"))
+            raise InputError(f"run.benchmark.name: unknown benchmark {bench.name!r}; known: {known}")
+        return [f"{bench.name}-{bench.split or SPECS[bench.name].default_split}"]
+    return v.splits or cfg.experiment.splits
+
+
+def _questions(cfg: Config, run_dir: Path, split: str, limit: int | None) -> Path:
+    bench = cfg.run.benchmark
+    if bench is None:
+        questions = runs.require(runs.questions(run_dir, split), "testbed", run_dir)
+    elif not (questions := runs.benchmark_questions(run_dir, split)).exists():
+        given = load_questions(bench.name, bench.split, bench.path)
+        write_jsonl(questions, itertools.islice(given, bench.limit))
     if not limit:
         return questions
     subset = runs.subset(run_dir, split, limit)
@@ -449,21 +471,26 @@ def _variant_config(cfg: DecodeConfig, v: ExperimentVariant, seed: int) -> Decod
 
 def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
     """The decode stage in a run folder: every variant of ``experiment.variants`` for every seed its
-    student (and predictor) was trained for, on its splits, into ``decoded/``; a file already there is
-    kept. The golden traces of the splits that golden variants decode are made first; every row decoded
-    on such a split records the golden signals (evaluate's next-signal metrics compare against them)."""
-    exp = cfg.experiment
-    seeds = {s.name: s.seeds or exp.seeds for s in exp.students}
+    student (and predictor) was trained for, on its splits (or on ``run.benchmark``), into
+    ``decoded/``; a file already there is kept. The golden traces of the splits that golden variants
+    decode are made first; every row decoded on such a split records the golden signals (evaluate's
+    next-signal metrics compare against them). A benchmark has no teacher traces offline, so golden
+    variants are left out there."""
+    exp, bench = cfg.experiment, cfg.run.benchmark
+    seeds = {s.name: s.seeds or exp.seeds for s in exp.students} | {ORIGINAL: exp.seeds[:1]}
     golden_sources = ("golden", "golden-swap")
-    for split in sorted({s for v in exp.variants if v.source in golden_sources for s in (v.splits or exp.splits)}):
+    variants = [v for v in exp.variants if bench is None or v.source not in golden_sources]
+    if len(variants) < len(exp.variants):
+        runs.say(f"decode: golden variants left out on {bench.name} (no teacher traces of its questions)")
+    for split in sorted({s for v in variants if v.source in golden_sources for s in _splits(cfg, v)}):
         parallel.on_first(lambda split=split: golden_traces(cfg, run_dir, split), None)
     written = 0
     for seed in exp.seeds:
-        for v in exp.variants:
+        for v in variants:
             needs = [v.student] + ([v.predictor] if v.predictor else [])
             if any(seed not in seeds.get(name, exp.seeds) for name in needs):
                 continue
-            for split in v.splits or exp.splits:
+            for split in _splits(cfg, v):
                 out = runs.decoded(run_dir, runs.Decoding(v.student, seed, v.name, split))
                 if out.exists():
                     continue
@@ -473,11 +500,13 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
                     "train_traces": runs.labelled(run_dir),
                     "predictor": runs.student_dir(run_dir, v.predictor, seed) if v.predictor else None,
                 }
-                student = runs.require(runs.student_dir(run_dir, v.student, seed), "train", run_dir)
+                if v.student == ORIGINAL:
+                    student, extras["prompt_template"] = Path(cfg.model.base), cfg.build.prompt_template
+                else:
+                    student = runs.require(runs.student_dir(run_dir, v.student, seed), "train", run_dir)
                 started = time.perf_counter()
-                decode_file(
-                    _variant_config(cfg.decode, v, seed), student, _questions(run_dir, split, v.limit), out, extras
-                )
+                questions = _questions(cfg, run_dir, split, v.limit)
+                decode_file(_variant_config(cfg.decode, v, seed), student, questions, out, extras)
                 runs.say(f"decode {out.stem}: {time.perf_counter() - started:.1f}s")
                 written += 1
     return {"decoded": written}

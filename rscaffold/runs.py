@@ -41,6 +41,11 @@ def questions(run: Path, split: str) -> Path:
     return run / "testbed" / f"{split}.jsonl"
 
 
+def benchmark_questions(run: Path, label: str) -> Path:
+    """The questions of ``run.benchmark`` (its first ``limit``), written once by the decode stage."""
+    return run / "benchmarks" / f"{label}.jsonl"
+
+
 def testbed_dir(run: Path) -> Path:
     return run / "testbed"
 

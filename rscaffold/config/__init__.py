@@ -103,8 +103,22 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+class BenchmarkInput(Section):
+    """A benchmark whose questions the decode stage reads instead of the testbed's splits."""
+
+    name: str = Field(description="Benchmark (rscaffold.benchmarks: gsm8k, math500, svamp, ...).")
+    split: str | None = Field(None, description="Its split; null: the benchmark's test split.")
+    limit: int | None = Field(None, ge=1, description="Only its first N questions.")
+    path: str | None = Field(
+        None, description="Its file or folder; null: $RSCAFFOLD_BENCHMARKS/<name>, else the hub (online)."
+    )
+
+
 class RunConfig(Section):
     dir: str | None = Field(None, description="Run folder for `rscaffold run`; default runs/<time>.")
+    benchmark: BenchmarkInput | None = Field(
+        None, description="Decode every variant on this benchmark instead of the testbed splits (--benchmark)."
+    )
     seed: int = Field(0, description="Seed of every random choice in the run.")
     stages: list[Literal[STAGES]] = Field(  # type: ignore[valid-type]
         [s for s in STAGES if s != "import"], description="Stages `rscaffold run` chains, in this order."
