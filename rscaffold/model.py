@@ -237,6 +237,9 @@ def save_student(model: Proposer, tokenizer: Any, out_dir: str | Path, meta: dic
     if hasattr(lm, "merge_and_unload") and merge:
         lm = copy.deepcopy(lm).merge_and_unload()  # a copy: the training model keeps its adapters
     lm.save_pretrained(str(out))
+    if getattr(tokenizer, "chat_template", None) is None and meta.get("prompt_template"):
+        tokenizer = copy.copy(tokenizer)  # the caller's tokenizer stays as it was
+        tokenizer.chat_template = chat_template(meta["prompt_template"])
     tokenizer.save_pretrained(str(out))
     layers = {f"{name}.{k}": v for name in ("signal_embedding", "signal_head") for k, v in _state(model, name).items()}
     if layers:
@@ -273,10 +276,46 @@ def load_student(path: str | Path, device: str | torch.device | None = None) -> 
     return model.to(device or "cpu").eval(), load_tokenizer(path), meta
 
 
+def chat_template(prompt_template: str) -> str:
+    """A chat template (Jinja) for a base that has none: the last user message placed in the student's
+    prompt template, so ``apply_chat_template(messages, add_generation_prompt=True)`` gives the prompt
+    the student was trained on. A base's own template is saved as it is."""
+    before, _, after = prompt_template.partition("{question}")
+    before, after = (part.replace("{{", "{").replace("}}", "}") for part in (before, after))
+    text = (
+        "{{ "
+        + json.dumps(before, ensure_ascii=False)
+        + " }}{{ m['content'] }}{{ "
+        + json.dumps(after, ensure_ascii=False)
+    )
+    return "{%- for m in messages if m['role'] == 'user' %}{%- if loop.last %}" + text + " }}{%- endif %}{%- endfor %}"
+
+
+HUB_BASES = {"smollm2": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0"), "testbed": (None, "mit")}
+"""Named bases: their hub id (the card's ``base_model``) and licence."""
+
+
+def front_matter(meta: dict[str, Any]) -> str:
+    """The model card's YAML front matter (the hub's metadata: licence, base model, library, tags)."""
+    base = str(meta.get("base"))
+    hub, licence = HUB_BASES.get(base, (base if base.count("/") == 1 and not Path(base).exists() else None, "other"))
+    fields = {"license": licence, **({"base_model": hub} if hub else {}), "library_name": "transformers"}
+    fields["tags"] = ["rscaffold", "reasoning-scaffolding", meta["recipe"]] + (["lora"] if meta.get("lora") else [])
+    if meta.get("datasets"):
+        fields["datasets"] = list(meta["datasets"])
+    lines = [f"{k}: {json.dumps(v)}" for k, v in fields.items() if not isinstance(v, list)]
+    lines += [
+        f"{k}:\n" + "".join(f"- {json.dumps(x)}\n" for x in v).rstrip()
+        for k, v in fields.items()
+        if isinstance(v, list)
+    ]
+    return "---\n" + "\n".join(lines) + "\n---\n\n"
+
+
 def model_card(meta: dict[str, Any]) -> str:
-    """A short model card for the saved folder."""
+    """A short model card for the saved folder, with the hub's front matter."""
     layers = "signal embedding layer and signal head" if meta["signal_head"] else "no signal layers"
-    return (
+    return front_matter(meta) + (
         f"# rscaffold student: {meta['recipe']}\n\n"
         f"Trained by `rscaffold train --recipe {meta['recipe']}` (Reasoning Scaffolding, arXiv 2509.23619).\n"
         f"Base: `{meta.get('base')}`; weights: {meta['weights']}; {layers}.\n"

@@ -299,3 +299,52 @@ def test_decode_reads_a_shipped_benchmark_file(base_folder, tmp_path, shared_ben
     args += ["--benchmark-path", str(shared_benchmarks / "gsm8k"), "decode.max_tokens=8", "decode.max_answer_tokens=4"]
     assert main(args) == 0
     assert [json.loads(line)["benchmark"] for line in out.read_text().splitlines()] == ["gsm8k", "gsm8k"]
+
+
+def test_saved_student_has_a_chat_template_that_gives_its_prompt(served_student):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(served_student))
+    messages = [{"role": "system", "content": "ignored"}, {"role": "user", "content": "A has 3 pens. How many?"}]
+    text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert text == "Question: A has 3 pens. How many?\nThinking:\n"  # the prompt template the student trained on
+
+
+def test_chat_template_keeps_literal_braces_and_a_base_template_is_kept(tmp_path):
+    from jinja2 import Template
+
+    from rscaffold.model import chat_template
+
+    template = 'Solve "{question}"\nAnswer as \\boxed{{...}}.\n'
+    rendered = Template(chat_template(template)).render(messages=[{"role": "user", "content": "1+1?"}])
+    assert rendered == template.format(question="1+1?")
+    tok = train_bpe(VOCAB_TEXTS, vocab_size=280)
+    tok.chat_template = "{{ messages[0]['content'] }}"  # a base's own template
+    model = make_student(tiny_lm(tok), ModelConfig(lora=False), sel=False, head=False)
+    out = tmp_path / "s"
+    save_student(
+        model, tok, out, student_meta("cot-sft", model, {"base": "tiny"}, {"prompt_template": "Q: {question}"})
+    )
+    assert (out / "chat_template.jinja").read_text() == "{{ messages[0]['content'] }}"
+
+
+@pytest.mark.parametrize(
+    "base, expected",
+    [
+        ("testbed", {"license": "mit"}),
+        ("smollm2", {"license": "apache-2.0", "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct"}),
+        ("Qwen/Qwen2.5-0.5B", {"license": "other", "base_model": "Qwen/Qwen2.5-0.5B"}),
+    ],
+)
+def test_model_card_front_matter(base, expected):
+    import yaml
+
+    from rscaffold.model import model_card
+
+    meta = {"recipe": "scaffold", "base": base, "weights": "full", "signal_head": True, "signal_set": "paper"}
+    card = model_card({**meta, "signal_set_version": "v", "signals": ["A"], "datasets": ["gsm8k"]})
+    assert card.startswith("---\n")
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front == {**expected, "library_name": "transformers", "datasets": ["gsm8k"]} | {
+        "tags": ["rscaffold", "reasoning-scaffolding", "scaffold"]
+    }
