@@ -93,10 +93,16 @@ class TestbedConfig(BaseModel):
 
 
 class ScriptedConfig(BaseModel):
-    """Shares that shape the scripted teacher's traces; each is a probability per trace or per step."""
+    """The scripted teacher's setting and the shares that shape its traces (each a probability per trace or
+    per step); the ``informative`` setting replaces the coin flips by rules and ignores most shares."""
 
     model_config = ConfigDict(extra="forbid")
 
+    setting: Literal["realistic", "clean", "informative"] = Field(
+        "realistic",
+        description="realistic: coin-flip signals, slips and misreads; clean: no slips, misreads or hypothetical "
+        "numbers; informative: each step's kind follows from what the student sees (experiments/TESTBED_SETTINGS.md).",
+    )
     keyword_free_share: float = Field(
         0.25, ge=0, le=1, description="Steps opening with no keyword of the paper's table."
     )

@@ -6,7 +6,10 @@ begin with no keyword of the paper's table (stage 1 cannot label those steps; ma
 uncovered openers of real traces: "Okay", "Alright", "Hmm", "Next", "Hence"), and ``other`` openers
 begin with a keyword of a different signal, as real traces do ("Wait, 5 + 3 is 8" is a correction,
 but "wait" is a Reasoning keyword). Bodies start lower-case (or with a name) and never contain a
-blank line, so segmentation gives the steps back.
+blank line, so segmentation gives the steps back. The informative setting uses ``OWN_OPENERS``
+instead, where no first word is shared between signals; the clean and informative settings add the
+bodies that confirm (``contrast_confirm``, ``contrast_inverse``) and illustrate with the problem's own
+numbers (``example_<op>``).
 """
 
 from __future__ import annotations
@@ -96,6 +99,39 @@ OPENERS = {
     ),
 }
 
+OWN_OPENERS = {
+    "intro": Openers(("Ok,", "Let's see,", "Now,"), ("Okay,", "Alright,", "Hmm,"), ()),
+    "plan": Openers(("First,", "Let's see,", "Now,"), ("Plan:", "Working backwards,", "Step by step:"), ()),
+    "compute": Openers(("Now,", "Let's see,", "Ok,", "Now then,"), ("Next,", "Okay,", "Alright,", "Moving on,"), ()),
+    "recheck": Openers(
+        ("Wait,", "Actually,", "Ok,"), ("Hmm,", "Quick check:", "Before going on,", "Double-checking,"), ()
+    ),
+    "result": Openers(
+        ("So", "Thus", "Therefore,", "Clearly,", "Indeed,", "As a result,"), ("Hence,", "This means"), ()
+    ),
+    "conclude": Openers(
+        ("So", "Therefore,", "Thus,", "In conclusion,", "So in the end,", "As a result,"),
+        ("Hence,", "All in all,", "Putting it together,", "Altogether,"),
+        (),
+    ),
+    "addition": Openers(
+        ("Also,", "Moreover,", "Additionally,", "Furthermore,"),
+        ("Note that", "Besides,", "On top of that,", "Plus,"),
+        (),
+    ),
+    "example": Openers(("For example,", "For instance,"), ("To illustrate,", "Just to picture it,", "Picture it:"), ()),
+    "opinion": Openers(
+        ("I think", "I believe", "It seems", "Maybe", "Perhaps", "I guess"),
+        ("My guess is that", "I suspect", "Honestly,"),
+        (),
+    ),
+    "contrast": Openers(
+        ("But", "However,", "Still,", "Nevertheless,"), ("Even so,", "Yet", "That said,", "Careful:", "Mind you,"), ()
+    ),
+}
+"""The informative setting's openers: no first word is shared between two signals, and none opens with
+another signal's keyword, so a step's first word names its signal."""
+
 BODIES = {
     "intro": (
         "the question asks how many {item} {t} has.",
@@ -136,6 +172,13 @@ BODIES = {
         "with {h} in place of {o}'s {w}, {x} would come to {expr} = {r}.",
         "had {o} owned {h}, {x} would be {expr} = {r}.",
     ),
+    "example_add": ("{a} and {b} {item} put together make {expr} = {r}.", "adding {b} to {a} gives {expr} = {r}."),
+    "example_sub": ("taking {b} away from {a} leaves {expr} = {r}.", "{a} {item} less {b} leaves {expr} = {r}."),
+    "example_mul": ("{b} groups of {a} {item} make {expr} = {r}.", "{a} taken {b} times gives {expr} = {r}."),
+    "example_div": (
+        "{a} {item} split into {b} equal parts put {r} in each part, as {expr} = {r}.",
+        "sharing {a} {item} out in {b} equal parts gives {r} each, since {expr} = {r}.",
+    ),
     "recheck": (
         "let me double-check {x}: {expr} = {v}. Yes, that holds.",
         "let me verify {x} once more: {expr} is {v}, right.",
@@ -149,6 +192,15 @@ BODIES = {
     "contrast_misread": (
         "{x} is not {wexpr} = {w}: {why}, so {x} = {expr} = {v}.",
         "I should not read it as {wexpr} = {w}; {why}, and {x} stays {v}.",
+    ),
+    "contrast_confirm": (
+        "could {x} be something other than a {opname}? No: the fact makes it {expr} = {v}.",
+        "let me make sure {x} is not misread: it is a {opname}, {expr} = {v}, as found.",
+        "is {x} really {expr}? Reading the fact again, yes, {x} = {v}.",
+    ),
+    "contrast_inverse": (
+        "the fact about {x} reads like a {looks}, though it is a {opname}: {x} = {sym}.",
+        "the wording for {x} suggests a {looks}; it is a {opname}: {x} = {sym}.",
     ),
     "correct": (
         "{expr} is {v}, not {w}. So {x} = {v}.",
@@ -175,3 +227,6 @@ WHY = {
 }
 MISREAD = {"add": "sub", "sub": "add", "mul": "add", "div": "mul"}
 """The operation a careless reader might apply instead (the Contrast step rules it out)."""
+OPNAME = {"add": "sum", "sub": "difference", "mul": "product", "div": "division"}
+LOOKS = {"sub": "sum", "div": "product"}
+"""What an inverse wording (``phrasing.INVERSE``) of a difference or a division reads like."""

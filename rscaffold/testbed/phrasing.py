@@ -72,6 +72,16 @@ TEMPLATES: dict[str, list[str]] = {
     ],
 }
 
+INVERSE: dict[str, tuple[int, ...]] = {
+    "sub_qc": (2,),
+    "sub_qq": (3,),
+    "sub_cq": (0, 1, 3),
+    "div_qc": (1, 3),
+    "div_qq": (3,),
+}
+"""Wordings easy to misread: their words name the inverse operation ("{a} has {c} more than {x}" is a
+difference, "{a} has {c} times as many as {x}" a division). The informative teacher checks them first."""
+
 QUESTIONS = [
     "How many {item} does {x} have?",
     "What is the number of {item} {x} has?",
@@ -174,3 +184,11 @@ def render_fact(key: str, template: int, names: dict[str, str], item: str, x: st
 def render_question(template: int, name: str, item: str) -> str:
     """The closing question that asks for the target."""
     return cap(QUESTIONS[template].format(x=name, item=item))
+
+
+def template_index(key: str, fact: str, names: dict[str, str], item: str, x: str, args: list, v: int) -> int:
+    """Which template of ``key`` worded ``fact`` (the question records the sentence, not the index)."""
+    for t in range(len(TEMPLATES[key])):
+        if render_fact(key, t, names, item, x, args, v) == fact:
+            return t
+    raise ValueError(f"no {key} template words {fact!r}")

@@ -6,20 +6,37 @@ about a distractor, re-checks a result, sometimes takes a detour (a wrong value,
 that corrects it), and concludes; then the answer text ending in ``###Answer: \\boxed{N}``. About a
 quarter of the steps open without a keyword of the paper's table, as on real traces, so stage 1
 cannot label them. Every trace is a function of (seed, question id) only.
+
+``ScriptedConfig.setting`` chooses how the steps are chosen (experiments/TESTBED_SETTINGS.md):
+``realistic`` as above, most signals by coin flip; ``clean`` the same flow without slips, misreads or
+hypothetical numbers (a Contrast step only confirms, an Example uses the problem's own numbers);
+``informative`` the clean content with every step's kind fixed by rules on what the student can see
+(the question's wording and the steps so far) and openers of each signal's own.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from rscaffold.config import ScriptedConfig
 from rscaffold.schema import InputError, Question, Step, Trace
 from rscaffold.signals import Signal
-from rscaffold.testbed.discourse import BODIES, MISREAD, OPENERS, SIGNAL, WHY
+from rscaffold.testbed.discourse import BODIES, LOOKS, MISREAD, OPENERS, OPNAME, OWN_OPENERS, SIGNAL, WHY
 from rscaffold.testbed.graph import SYMBOL, apply, is_ref
-from rscaffold.testbed.phrasing import cap
+from rscaffold.testbed.phrasing import INVERSE, cap, template_index
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a trace decides before its first step; later choices are coin flips as it goes."""
+
+    wrong: bool = False
+    detour_at: str | None = None
+    recheck_at: str | None = None
+    example_at: str | None = None
 
 
 class _Script:
@@ -34,6 +51,7 @@ class _Script:
         self.distractors = [d["id"] for d in meta["quantities"] if not d["needed"]]
         self.stated = {qid: d["value"] for qid, d in self.node.items()}
         self.steps: list[tuple[Signal, str]] = []
+        self.kinds: list[str] = []
 
     def name(self, arg: Any) -> str:
         return self.node[arg]["name"] if is_ref(arg) else str(arg)
@@ -46,15 +64,18 @@ class _Script:
     def say(self, body_key: str, **fields: Any) -> None:
         """Append one step: an opener drawn by the keyword shares, then a body of this kind."""
         kind = body_key.split("_")[0]
-        openers, u = OPENERS[kind], self.rng.random()
+        table = OWN_OPENERS if self.cfg.setting == "informative" else OPENERS
+        openers, u = table[kind], self.rng.random()
         if u < self.cfg.keyword_free_share:
             pool = openers.free
-        elif u < self.cfg.keyword_free_share + self.cfg.other_keyword_share:
+        # The informative openers have none of another signal's keywords (``other`` is empty).
+        elif u < self.cfg.keyword_free_share + self.cfg.other_keyword_share and openers.other:
             pool = openers.other
         else:
             pool = openers.keyword
         body = self.rng.choice(BODIES[body_key]).format(item=self.item, **fields)
         self.steps.append((SIGNAL[kind], cap(f"{self.rng.choice(pool)} {body}")))
+        self.kinds.append(kind)
 
     # -------------------------------------------------------------- arithmetic as the trace sees it
 
@@ -125,7 +146,11 @@ class _Script:
         self.say(key, **fields)
 
     def example(self, qid: str) -> None:
-        """What ``qid`` would be if one operand were different; skipped when no small value works."""
+        """What ``qid`` would be if one operand were different; skipped when no small value works.
+        Outside the realistic setting, the relation illustrated with the problem's own numbers."""
+        if self.cfg.setting != "realistic":
+            self.example_actual(qid)
+            return
         args = self.node[qid]["args"]
         o = self.rng.choice([a for a in args if is_ref(a)])
         for h in self.rng.sample(range(1, 13), 12):
@@ -136,11 +161,19 @@ class _Script:
                 self.say("example", expr=self.expr(qid, {o: h}), **fields)
                 return
 
+    def example_actual(self, qid: str) -> None:
+        a, b = (self.stated[x] if is_ref(x) else x for x in self.node[qid]["args"])
+        self.say(f"example_{self.node[qid]['op']}", a=a, b=b, expr=self.expr(qid), r=self.stated[qid])
+
     def recheck(self, qid: str) -> None:
         self.say("recheck", x=self.name(qid), expr=self.expr(qid), v=self.stated[qid])
 
     def contrast(self, avoid: str | None) -> None:
-        """Rule out a distractor, or a misreading of one relation (another operation)."""
+        """Rule out a distractor, or a misreading of one relation (another operation); outside the
+        realistic setting, confirm one relation instead."""
+        if self.cfg.setting != "realistic":
+            self.confirm(self.rng.choice(self.derived))
+            return
         options = [x for x in self.derived if x != avoid]
         if options and (not self.distractors or self.rng.random() < 0.5):
             qid = self.rng.choice(options)
@@ -163,6 +196,22 @@ class _Script:
             d = self.rng.choice(self.distractors)
             self.say("contrast_distractor", d=self.name(d), t=self.name(self.target))
 
+    def confirm(self, qid: str) -> None:
+        op = self.node[qid]["op"]
+        self.say("contrast_confirm", x=self.name(qid), opname=OPNAME[op], expr=self.expr(qid), v=self.stated[qid])
+
+    def inverse(self, qid: str) -> bool:
+        """True when the fact stating ``qid`` is worded with the inverse operation's words."""
+        d = self.node[qid]
+        key = d["op"] + "_" + "".join("q" if is_ref(a) else "c" for a in d["args"])
+        names = {k: n["name"] for k, n in self.node.items()}
+        return template_index(key, d["fact"], names, self.item, qid, d["args"], d["value"]) in INVERSE.get(key, ())
+
+    def check_wording(self, qid: str) -> None:
+        """A Contrast step before an inverse wording: what it reads like, and what it is."""
+        op = self.node[qid]["op"]
+        self.say("contrast_inverse", x=self.name(qid), looks=LOOKS[op], opname=OPNAME[op], sym=self.symbolic(qid))
+
     def answer(self) -> str:
         t, v = self.name(self.target), self.stated[self.target]
         summary = ", ".join(f"{self.name(x)} = {self.expr(x)} = {self.stated[x]}" for x in self.derived)
@@ -173,16 +222,36 @@ def _compare(a: int, b: int) -> str:
     return "more than" if a > b else "less than" if a < b else "the same as"
 
 
-def _write(s: _Script) -> dict[str, bool]:
-    """Write the thinking steps of one trace; returns its flags (``wrong``, ``detour``)."""
+def draw_plan(s: _Script) -> Plan:
+    """The trace's first draws; the clean setting draws no slip, the informative one nothing."""
     cfg, rng, last = s.cfg, s.rng, s.derived[-1]
-    wrong = rng.random() < cfg.wrong_share
+    if cfg.setting == "informative":
+        return Plan()
+    realistic = cfg.setting == "realistic"
+    wrong = realistic and rng.random() < cfg.wrong_share
     # The slip of a wrong trace is on the last operation and must not be caught, so neither a
     # detour nor a re-check touches that operation.
     safe = [x for x in s.derived if not (wrong and x == last)]
-    detour_at = rng.choice(safe) if safe and rng.random() < cfg.detour_share else None
+    detour_at = rng.choice(safe) if realistic and safe and rng.random() < cfg.detour_share else None
     recheck_at = rng.choice(safe) if safe and rng.random() < cfg.recheck_share else None
     example_at = rng.choice(s.derived) if rng.random() < cfg.example_share else None
+    return Plan(wrong, detour_at, recheck_at, example_at)
+
+
+def _write(s: _Script) -> dict[str, bool]:
+    """Write the thinking steps of one trace; returns its flags (``wrong``, ``detour``)."""
+    plan = draw_plan(s)
+    if s.cfg.setting == "informative":
+        _write_informative(s)
+    else:
+        _write_drawn(s, plan)
+    return {"wrong": plan.wrong, "detour": plan.detour_at is not None}
+
+
+def _write_drawn(s: _Script, plan: Plan) -> None:
+    """The realistic and clean flow: a plan drawn up front, then a coin flip per optional step."""
+    cfg, rng, last = s.cfg, s.rng, s.derived[-1]
+    wrong, detour_at, recheck_at, example_at = plan.wrong, plan.detour_at, plan.recheck_at, plan.example_at
     s.say("intro", t=s.name(s.target))
     if rng.random() < cfg.plan_share:
         s.plan()
@@ -204,7 +273,33 @@ def _write(s: _Script) -> dict[str, bool]:
     if rng.random() < cfg.contrast_share:
         s.contrast(avoid=last if wrong else None)
     s.say("conclude", t=s.name(s.target), v=s.stated[s.target])
-    return {"wrong": wrong, "detour": detour_at is not None}
+
+
+def _write_informative(s: _Script) -> None:
+    """Every step's kind follows from what the student sees: a plan when there are two operations or
+    more, an opinion when there is a distractor, and around each operation a Contrast check before an
+    inverse wording, an Example before a division (a split into parts), a re-check after a product or
+    a division, an elaboration after a relation of two named quantities, a result unless it is the last."""
+    last = s.derived[-1]
+    s.say("intro", t=s.name(s.target))
+    if len(s.derived) >= 2:
+        s.plan()
+    if s.distractors:
+        s.opinion()
+    for x in s.derived:
+        op, args = s.node[x]["op"], s.node[x]["args"]
+        if s.inverse(x):
+            s.check_wording(x)
+        if op == "div":
+            s.example_actual(x)
+        s.compute(x, s.node[x]["value"])
+        if op in ("mul", "div"):
+            s.recheck(x)
+        if all(is_ref(a) for a in args):
+            s.addition(x)
+        if x != last:
+            s.say("result", x=s.name(x), v=s.stated[x])
+    s.say("conclude", t=s.name(s.target), v=s.stated[s.target])
 
 
 def cot_solution(s: _Script) -> str:
@@ -243,8 +338,7 @@ class ScriptedTeacher:
                 f"question {q.id!r}: the scripted teacher needs testbed questions (task 'testbed' with a "
                 f"graph in metadata), got task {q.task!r}; make them with `rscaffold testbed`"
             )
-        # A string seed is hashed with SHA-512, so the trace does not depend on order or batching.
-        s = _Script(q, self.cfg, random.Random(f"rscaffold-scripted:{self.seed}:{q.id}"))
+        s = self._script(q)
         cot = cot_solution(s)
         flags = _write(s)
         answer = s.answer()
@@ -259,3 +353,15 @@ class ScriptedTeacher:
             steps=_steps(s.steps, answer),
             metadata={**flags, "cot_solution": cot},
         )
+
+    def plan(self, q: Question) -> Plan:
+        """The plan the trace of ``q`` draws first, quantities by name (hidden from the student; for
+        reference measurements)."""
+        s = self._script(q)
+        plan = draw_plan(s)
+        name = {None: None} | {qid: d["name"] for qid, d in s.node.items()}
+        return Plan(plan.wrong, name[plan.detour_at], name[plan.recheck_at], name[plan.example_at])
+
+    def _script(self, q: Question) -> _Script:
+        # A string seed is hashed with SHA-512, so the trace does not depend on order or batching.
+        return _Script(q, self.cfg, random.Random(f"rscaffold-scripted:{self.seed}:{q.id}"))
