@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from rscaffold import build, evaluate, generate, import_traces, label, pipeline, probe, runs, segment, stats
+from rscaffold import build, evaluate, export, generate, import_traces, label, pipeline, probe, runs, segment, stats
 from rscaffold.benchmarks import load_questions
 from rscaffold.config import RECIPES, SOURCES, Config, load_config, shipped_config
 from rscaffold.label.learned import add_train_labeller_arguments, cmd_train_labeller
@@ -93,6 +93,7 @@ FILE_RUNNERS: dict[str, Callable[[Config, Path | None, Path], dict[str, Any]]] =
     "build": build.run_file,
 }
 FILE_ONLY = {
+    "import": ("split",),
     "train": ("recipe", "resume"),
     "decode": (
         "student",
@@ -119,7 +120,7 @@ def _file_stage(stage: str, cfg: Config, args: argparse.Namespace) -> dict[str, 
             "--output DIR" if stage == "testbed" else ("--input FILE --output FILE" if needs_input else "--output FILE")
         )
         raise InputError(f"{stage}: give {what}, or --run-dir DIR")
-    if inp is not None and not _exists(inp):
+    if inp is not None and not _exists(inp) and not (stage == "import" and import_traces.is_hub_id(inp)):
         raise InputError(f"{inp}: not found")
     if stage == "testbed":
         return {"splits": write_splits(cfg.testbed, cfg.run.seed, out)}
@@ -136,6 +137,8 @@ def _file_stage(stage: str, cfg: Config, args: argparse.Namespace) -> dict[str, 
         extras = {"golden": args.golden, "train_traces": args.train_traces, "predictor": args.predictor}
         extras["prompt_template"] = cfg.build.prompt_template
         return decode_file(cfg.decode, args.student, _decode_questions(args), out, extras)
+    if stage == "import":
+        return import_traces.run_file(cfg, inp, out, args.split)
     return FILE_RUNNERS[stage](cfg, inp, out)
 
 
@@ -325,7 +328,8 @@ def _stage_parsers(sub: Any) -> None:
     _io(gen)
     gen.set_defaults(func=cmd_stage)
 
-    imp = sub.add_parser("import", help="read existing trace files (JSONL or Parquet) into traces")
+    imp = sub.add_parser("import", help="read existing traces (JSONL, Parquet, datasets folder, hub id) into traces")
+    imp.add_argument("--split", help="split of a datasets folder or hub dataset (needed when it has several)")
     imp.add_argument("--format", choices=["auto", "shared", "think", "split"], help="record shape (import.format)")
     _io(imp)
     imp.set_defaults(func=cmd_stage)
@@ -399,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _stage_parsers(sub)
+    export.add_parser(sub)
 
     lrep = sub.add_parser("label-report", help="coverage, distributions, agreement (kappa) and accuracy of labels")
     add_label_report_arguments(lrep)

@@ -1,6 +1,8 @@
 """The import stage: read existing trace files into the project's Trace records.
 
-Three record shapes are understood, in JSONL or Parquet:
+Three record shapes are understood, in JSONL, Parquet, a ``datasets`` folder (written by ``save_to_disk``:
+a Dataset, or a DatasetDict and one of its splits) or a Hugging Face hub dataset id (``owner/name``,
+online, through ``datasets.load_dataset``):
 - ``shared``: the schema of ../shared/data/traces (``trace``, ``answer_text``, ``question``, ...);
 - ``split``: separate reasoning and answer fields, as OpenAI-compatible servers return them
   (``reasoning_content`` or ``reasoning``, and ``content``);
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rscaffold import runs
+from rscaffold.base_models import HUB_ID
 from rscaffold.config import Config, ImportConfig
 from rscaffold.runs import progress
 from rscaffold.schema import InputError, Trace, read_json_objects, write_jsonl
@@ -23,9 +26,29 @@ from rscaffold.schema import InputError, Trace, read_json_objects, write_jsonl
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 
-def read_records(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield (location, record) from a JSONL or Parquet file, streaming."""
+FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".pq", ".csv", ".txt", ".gz")
+"""A missing path ending so is a mistyped file, never a hub id (``runs/traces.jsonl`` looks like ``owner/name``)."""
+
+
+def is_hub_id(source: str | Path) -> bool:
+    """Whether ``source`` names a hub dataset (``owner/name``) rather than a local file or folder."""
+    source = str(source)
+    return bool(HUB_ID.fullmatch(source)) and not source.lower().endswith(FILE_SUFFIXES) and not Path(source).exists()
+
+
+def read_records(path: str | Path, split: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield (location, record) from a JSONL or Parquet file, a ``datasets`` folder or a hub dataset id,
+    streaming. ``split``: the split of a DatasetDict (needed when it has several) or of the hub dataset."""
     path = str(path)
+    if Path(path).is_dir():
+        yield from _read_dataset(path, split, _load_folder(path))
+        return
+    if is_hub_id(path):
+        where = f"{path}[{split}]" if split is not None else path
+        yield from _read_dataset(where, None, _load_hub(path, split))
+        return
+    if split is not None:
+        raise InputError(f"{path}: a split ({split!r}) goes with a datasets folder or a hub id, not a file")
     if path.endswith((".parquet", ".pq")):
         yield from _read_parquet(path)
         return
@@ -47,6 +70,55 @@ def _read_parquet(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
             yield f"{path}:row {row}", obj
     if row == 0:
         raise InputError(f"{path}: file has no rows")
+
+
+def _datasets() -> Any:
+    try:
+        import datasets
+    except ImportError:
+        raise InputError(
+            "a datasets folder or hub id needs the `datasets` package (pip install 'reasoning-scaffold[stack]')"
+        ) from None
+    return datasets
+
+
+def _load_folder(path: str) -> Any:
+    """The Dataset or DatasetDict that ``save_to_disk`` wrote in ``path``."""
+    try:
+        return _datasets().load_from_disk(path)
+    except FileNotFoundError:  # what load_from_disk raises for a folder it did not write
+        raise InputError(f"{path}: a folder, but not one written by datasets' save_to_disk") from None
+
+
+def _load_hub(hub_id: str, split: str | None) -> Any:
+    """``load_dataset(hub_id, split=split)``; offline, unknown or gated ids end in one clear line."""
+    datasets = _datasets()
+    try:
+        return datasets.load_dataset(hub_id, split=split)
+    except Exception as e:  # ConnectionError offline, DatasetNotFoundError, a bad split (ValueError), HTTP errors
+        why = (str(e).strip().splitlines() or [""])[0]
+        raise InputError(
+            f"{hub_id}: cannot load this dataset from the Hugging Face hub ({type(e).__name__}: {why}); "
+            "give a local file or datasets folder instead"
+        ) from None
+
+
+def _read_dataset(where: str, split: str | None, data: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The rows of a Dataset, or of one split of a DatasetDict, as (location, record)."""
+    if isinstance(data, _datasets().DatasetDict):
+        splits = list(data)
+        if split is None and len(splits) != 1:
+            raise InputError(f"{where}: a DatasetDict with splits {', '.join(splits)}: choose one (--split NAME)")
+        split = split if split is not None else splits[0]
+        if split not in data:
+            raise InputError(f"{where}: no split {split!r}; its splits: {', '.join(splits)}")
+        data, where = data[split], f"{where}[{split}]"
+    elif split is not None:
+        raise InputError(f"{where}: holds one Dataset, not a DatasetDict: it has no split {split!r} to choose")
+    if len(data) == 0:
+        raise InputError(f"{where}: the dataset has no rows")
+    for row, obj in enumerate(data, 1):
+        yield f"{where}:row {row}", obj
 
 
 def get_path(obj: Any, dotted: str) -> Any:
@@ -134,19 +206,21 @@ def _scalar(obj: dict[str, Any], key: str) -> str | None:
     return None if value is None else str(value)
 
 
-def read_traces(path: str | Path, cfg: ImportConfig) -> Iterator[Trace]:
-    """Stream the traces of one file."""
-    stem = Path(path).stem
-    for n, (where, obj) in enumerate(read_records(path), 1):
+def read_traces(path: str | Path, cfg: ImportConfig, split: str | None = None) -> Iterator[Trace]:
+    """Stream the traces of one file, ``datasets`` folder or hub dataset (``split``: see :func:`read_records`)."""
+    stem = Path(str(path)).name if Path(str(path)).is_dir() else Path(str(path)).stem
+    for n, (where, obj) in enumerate(read_records(path, split), 1):
         yield to_trace(obj, cfg, where, f"{stem}-{n}")
 
 
-def run_file(cfg: Config, inp: Path | None, out: Path) -> dict[str, Any]:
-    """Trace records of ``inp`` (or ``import.path``) into ``out``."""
+def run_file(cfg: Config, inp: Path | str | None, out: Path, split: str | None = None) -> dict[str, Any]:
+    """Trace records of ``inp`` (or ``import.path``: a file, a datasets folder or a hub id) into ``out``."""
     source = inp or cfg.import_.path
     if source is None:
         raise InputError("import needs a trace file: --input FILE or import.path=FILE")
-    return {"traces": write_jsonl(out, progress(read_traces(source, cfg.import_), "import"))}
+    if not Path(str(source)).exists() and not is_hub_id(source):
+        raise InputError(f"{source}: not found (neither a file, a datasets folder nor a hub id owner/name)")
+    return {"traces": write_jsonl(out, progress(read_traces(source, cfg.import_, split), "import"))}
 
 
 def run(cfg: Config, run_dir: Path) -> dict[str, Any]:

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from rscaffold.config import ImportConfig, load_config
-from rscaffold.import_traces import read_traces, split_think
+from rscaffold.import_traces import is_hub_id, read_traces, run_file, split_think
 from rscaffold.schema import InputError
 from tests.conftest import TRACE_SETS
 
@@ -110,3 +111,71 @@ def test_each_shared_trace_set_imports(shared_traces, name):
     assert len(traces) == len(raw)
     assert all(t.thinking == r["trace"] and t.question_id == r["id"] for t, r in zip(traces, raw, strict=True))
     assert all(t.teacher == r["model"] for t, r in zip(traces, raw, strict=True))
+
+
+def shared_rows(n: int) -> list[dict]:
+    return [{"id": f"d{i}", "model": "R1", "question": "Q?", "trace": f"Okay.\n\nSo {i}.", "answer_text": str(i)}
+            for i in range(n)]  # fmt: skip
+
+
+def test_a_datasets_folder_reads_as_its_jsonl_would(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    rows = shared_rows(3)
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "ds"))
+    from_folder = list(read_traces(tmp_path / "ds", ImportConfig()))
+    assert from_folder == list(read_traces(write(tmp_path / "a.jsonl", rows), ImportConfig()))
+    assert [t.question_id for t in from_folder] == ["d0", "d1", "d2"] and from_folder[2].answer_text == "2"
+    summary = run_file(load_config(None, []), tmp_path / "ds", tmp_path / "traces.jsonl")
+    assert summary == {"traces": 3} and (tmp_path / "traces.jsonl").read_text().count("\n") == 3
+
+
+def test_a_dataset_dict_gives_the_chosen_split(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    path = tmp_path / "ds"
+    splits = {"train": datasets.Dataset.from_list(shared_rows(2)), "test": datasets.Dataset.from_list(shared_rows(1))}
+    datasets.DatasetDict(splits).save_to_disk(str(path))
+    assert [t.question_id for t in read_traces(path, ImportConfig(), "test")] == ["d0"]
+    with pytest.raises(InputError, match=r"ds: a DatasetDict with splits train, test: choose one \(--split NAME\)"):
+        list(read_traces(path, ImportConfig()))
+    with pytest.raises(InputError, match=r"ds: no split 'dev'; its splits: train, test"):
+        list(read_traces(path, ImportConfig(), "dev"))
+    datasets.DatasetDict({"train": splits["train"]}).save_to_disk(str(tmp_path / "one"))
+    assert len(list(read_traces(tmp_path / "one", ImportConfig()))) == 2  # one split: no need to name it
+
+
+def test_a_bad_dataset_row_is_named_by_folder_split_row_and_field(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    rows = [{"id": "a", "trace": "So."}, {"id": "b", "trace": None}]
+    datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "ds"))
+    with pytest.raises(InputError, match=r"ds\[test\]:row 2: missing field: expected one of 'text'"):
+        list(read_traces(tmp_path / "ds", ImportConfig(), "test"))
+    datasets.Dataset.from_list([{"trace": 3}]).save_to_disk(str(tmp_path / "ints"))
+    with pytest.raises(InputError, match=r"ints:row 1: field 'trace': expected a string, got int"):
+        list(read_traces(tmp_path / "ints", ImportConfig()))
+    with pytest.raises(InputError, match=r"ints: holds one Dataset, not a DatasetDict"):
+        list(read_traces(tmp_path / "ints", ImportConfig(), "train"))
+
+
+def test_folders_and_files_that_are_not_datasets(tmp_path):
+    pytest.importorskip("datasets")
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "notes.txt").write_text("x")
+    with pytest.raises(InputError, match="plain: a folder, but not one written by datasets' save_to_disk"):
+        list(read_traces(tmp_path / "plain", ImportConfig()))
+    with pytest.raises(InputError, match=r"a split \('train'\) goes with a datasets folder or a hub id, not a file"):
+        list(read_traces(write(tmp_path / "a.jsonl", shared_rows(1)), ImportConfig(), "train"))
+
+
+def test_a_hub_id_offline_is_one_clear_error_and_a_mistyped_path_never_asks_the_hub(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(
+        InputError, match=r"^owner/name: cannot load this dataset from the Hugging Face hub \(Connection"
+    ):
+        list(read_traces("owner/name", ImportConfig(), "train"))
+    assert is_hub_id("openai/gsm8k") and not is_hub_id("nowhere/traces.jsonl") and not is_hub_id(tmp_path)
+    with pytest.raises(InputError, match=r"nowhere/traces\.jsonl: not found"):
+        run_file(load_config(None, []), Path("nowhere/traces.jsonl"), tmp_path / "out.jsonl")
