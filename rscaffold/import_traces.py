@@ -108,7 +108,7 @@ def _read_dataset(where: str, split: str | None, data: Any) -> Iterator[tuple[st
     if isinstance(data, _datasets().DatasetDict):
         splits = list(data)
         if split is None and len(splits) != 1:
-            raise InputError(f"{where}: a DatasetDict with splits {', '.join(splits)}: choose one (--split NAME)")
+            raise InputError(f"{where}: a DatasetDict with splits {', '.join(splits)}: choose one (--split NAME, or import.split in a run)")
         split = split if split is not None else splits[0]
         if split not in data:
             raise InputError(f"{where}: no split {split!r}; its splits: {', '.join(splits)}")
@@ -215,7 +215,7 @@ def read_traces(path: str | Path, cfg: ImportConfig, split: str | None = None) -
 
 def run_file(cfg: Config, inp: Path | str | None, out: Path, split: str | None = None) -> dict[str, Any]:
     """Trace records of ``inp`` (or ``import.path``: a file, a datasets folder or a hub id) into ``out``."""
-    source = inp or cfg.import_.path
+    source, split = inp or cfg.import_.path, split or cfg.import_.split
     if source is None:
         raise InputError("import needs a trace file: --input FILE or import.path=FILE")
     if not Path(str(source)).exists() and not is_hub_id(source):

@@ -244,7 +244,10 @@ class ImportFields(BaseModel):
 class ImportConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: str | None = Field(None, description="Trace file (JSONL or Parquet) the import stage of a run reads.")
+    path: str | None = Field(
+        None, description="Traces the import stage of a run reads: JSONL, Parquet, a datasets folder or a hub id."
+    )
+    split: str | None = Field(None, description="Split of a datasets folder or hub dataset (--split).")
     format: Literal["auto", "shared", "think", "split"] = Field(
         "auto",
         description="shared: the shared traces' schema; think: one text field with a <think> block; "
