@@ -135,7 +135,7 @@ def test_a_dataset_dict_gives_the_chosen_split(tmp_path):
     splits = {"train": datasets.Dataset.from_list(shared_rows(2)), "test": datasets.Dataset.from_list(shared_rows(1))}
     datasets.DatasetDict(splits).save_to_disk(str(path))
     assert [t.question_id for t in read_traces(path, ImportConfig(), "test")] == ["d0"]
-    with pytest.raises(InputError, match=r"ds: a DatasetDict with splits train, test: choose one \(--split NAME\)"):
+    with pytest.raises(InputError, match=r"splits train, test: choose one \(--split NAME, or import.split"):
         list(read_traces(path, ImportConfig()))
     with pytest.raises(InputError, match=r"ds: no split 'dev'; its splits: train, test"):
         list(read_traces(path, ImportConfig(), "dev"))
