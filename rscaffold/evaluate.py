@@ -4,6 +4,8 @@ Two ways in:
 - ``rscaffold evaluate --run-dir DIR`` scores every ``DIR/decoded/<student>-s<seed>__<variant>__<split>.jsonl``
   (:class:`~rscaffold.schema.Decoded` records) and writes ``DIR/results.json`` (one entry per method,
   signal source, benchmark and split) and ``DIR/scored/<same name>.jsonl`` (one record per question);
+  with ``evaluate.trackers`` (null: ``train.trackers``), Pass@1 per student, variant and split also goes
+  to those Accelerate trackers (TensorBoard: ``DIR/logs/evaluate``);
 - ``rscaffold evaluate --benchmark NAME --predictions FILE --output FILE`` scores outputs that came from
   elsewhere (JSONL with ``id``, ``prediction``, ``gold``, optionally ``question`` and ``metadata``).
 """
@@ -234,6 +236,11 @@ def write_scored(path: Path, records: Iterable[dict[str, Any]]) -> None:
 def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
     """The evaluate stage in a run folder: score every ``decoded/*.jsonl``; writes ``results.json`` and ``scored/``."""
     files = runs.decoded_files(run_dir)
+    trackers = cfg.evaluate.trackers if cfg.evaluate.trackers is not None else cfg.train.trackers
+    if trackers:  # a missing package fails before the scoring, not after it
+        from rscaffold.train import check_trackers
+
+        check_trackers(trackers, "evaluate.trackers" if cfg.evaluate.trackers is not None else "train.trackers")
     if not files:
         raise InputError(
             f"{runs.decoded_dir(run_dir)}: no decoded files; run `rscaffold decode --run-dir {run_dir}` first"
@@ -253,7 +260,32 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
         results["calibration"] = calibration
     with atomic_writer(runs.results(run_dir)) as f:
         json.dump(results, f, indent=2)
+    if trackers:
+        log_results(trackers, runs.logs_dir(run_dir) / "evaluate", entries, cfg.evaluate.primary)
     return results
+
+
+def tracker_values(entries: list[dict[str, Any]], primary: str) -> dict[str, float]:
+    """``accuracy/<student>-s<seed>/<variant>/<split>``: the primary Pass@1 of each decoded file."""
+    values = {}
+    for e in entries:
+        row = f"{e['student']}-s{e['seed']}/{e['variant']}" if e["seed"] is not None else e["student"]
+        if (mean := e[f"pass@1_{primary}"]["mean"]) is not None:
+            values[f"accuracy/{row}/{e['split']}"] = mean
+    return values
+
+
+def log_results(trackers: list[str], logs: Path, entries: list[dict[str, Any]], primary: str) -> None:
+    """Pass@1 per student, variant and split to Accelerate ``trackers``, their files under ``logs``."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    folders = ProjectConfiguration(project_dir=str(logs), logging_dir=str(logs))
+    accelerator = Accelerator(log_with=trackers, project_config=folders)
+    accelerator.init_trackers("rscaffold", init_kwargs={"wandb": {"name": logs.name}})
+    accelerator.log(tracker_values(entries, primary), step=0)
+    for tracker in accelerator.trackers:  # not end_training(): under a launcher it would end the process group
+        tracker.finish()
 
 
 def head_calibration(cfg: Config, run_dir: Path) -> dict[str, Any]:

@@ -159,6 +159,32 @@ class Proposer(nn.Module):
         return bias if signal is None else bias[signal]
 
 
+def empty_copy(model: nn.Module) -> nn.Module:
+    """The student's structure with its parameters on the meta device (no memory), taken before
+    ``prepare`` shards them; :func:`filled` puts the gathered state dict into it to save."""
+    memo = {id(p): nn.Parameter(torch.empty_like(p, device="meta"), p.requires_grad) for p in model.parameters()}
+    return copy.deepcopy(model, memo)
+
+
+def filled(skeleton: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    """``skeleton`` (:func:`empty_copy`) holding ``state``, a whole state dict as ``get_state_dict``
+    gathers it (ZeRO-3: 16-bit), in the skeleton's dtypes; tied parameters (an LM head) stay tied."""
+    groups: dict[int, list[str]] = {}
+    for name, p in skeleton.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(p), []).append(name)
+    wanted = skeleton.state_dict()
+    skeleton.load_state_dict({k: v.to(wanted[k].dtype) for k, v in state.items() if k in wanted}, False, True)
+    for names in (g for g in groups.values() if len(g) > 1):  # loading gave each name its own tensor
+        kept = [p for p in map(skeleton.get_parameter, names) if not p.is_meta][:1]
+        for name in names if kept else []:
+            owner, _, attr = name.rpartition(".")
+            setattr(skeleton.get_submodule(owner), attr, kept[0])
+    missing, unexpected = [n for n, p in skeleton.named_parameters() if p.is_meta], sorted(set(state) - set(wanted))
+    if missing or unexpected:
+        raise RuntimeError(f"the gathered state dict lacks {missing[:5]} and has unknown {unexpected[:5]}")
+    return skeleton
+
+
 def lm_logits(lm: nn.Module, h: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """The logits a causal LM gives its last hidden states ``h``, plus ``bias`` (the SEL's, see
     :meth:`Proposer.signal_bias`) before the base model's final soft-capping, ``cap * tanh(z / cap)``

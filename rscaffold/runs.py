@@ -95,6 +95,11 @@ def headline(run: Path) -> Path:
     return run / "headline.json"
 
 
+def logs_dir(run: Path) -> Path:
+    """The trackers' logs (TensorBoard): ``train-<student>-s<seed>/`` and ``evaluate/``."""
+    return run / "logs"
+
+
 def report_dir(run: Path) -> Path:
     return run / "report"
 

@@ -8,10 +8,14 @@ paper's generative signal predictor, initialised from the trained proposer), ``c
 ``long-sft``, ``answer-sft`` (the baselines) and ``pretrain`` (a generic corpus for a tiny base model).
 
 The loop is plain PyTorch on an ``Accelerator``, so ``accelerate launch`` gives DDP, FSDP or DeepSpeed
-unchanged: gradient accumulation, bf16 autocast, a cosine schedule with warmup, completion-only loss,
-length-bucketed batches, a progress bar, Accelerate trackers. Checkpoints (every ``train.checkpoint_every``
-steps and ``train.checkpoint_minutes``, one process or DDP) are safetensors and JSON, never pickle, and
-renamed into place when complete; ``--resume`` continues from the newest complete one.
+unchanged (``rscaffold/config/accelerate/{ddp,fsdp,zero2,zero3}.yaml``): gradient accumulation, bf16
+autocast, a cosine schedule with warmup, completion-only loss, length-bucketed batches, a progress bar,
+Accelerate trackers (``train.trackers``: the losses, under ``<output>/logs``; a run's under ``RUN/logs``).
+The saved student is the whole state dict that ``accelerator.get_state_dict`` gathers (FSDP and ZeRO-3
+hold shards), written by the first process into an empty copy of the student, so it equals what one
+process saves. Checkpoints (every ``train.checkpoint_every`` steps and ``train.checkpoint_minutes``, one
+process or DDP) are safetensors and JSON, never pickle, and renamed into place when complete;
+``--resume`` continues from the newest complete one.
 
 Length of a run: ``train.max_steps`` if set; else ``train.max_tokens`` (a token budget turned into steps
 from the set's mean sequence length, so that recipes with long and short sequences get equal budgets);
@@ -29,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sys
 import time
 from functools import partial
@@ -49,7 +54,7 @@ from rscaffold.checkpoints import (
     save_checkpoint,
 )
 from rscaffold.config import Config, ModelConfig, TrainConfig
-from rscaffold.model import META_FILE, make_student, save_student, student_meta
+from rscaffold.model import META_FILE, empty_copy, filled, make_student, save_student, student_meta
 from rscaffold.schema import InputError
 from rscaffold.signals import SIGNAL_TEXT, TITLES, Signal
 from rscaffold.tokenizer import BucketBatches, collate, encode_pair, encode_proposer, load_tokenizer
@@ -149,18 +154,65 @@ def loss_weights(cfg: TrainConfig, has_head: bool) -> tuple[float, float]:
     return (1.0, cfg.signal_lambda) if cfg.loss_form == "lambda" else (1.0 - cfg.signal_beta, cfg.signal_beta)
 
 
-def make_accelerator(cfg: TrainConfig, model_cfg: ModelConfig, out_dir: Path):
+def make_accelerator(cfg: TrainConfig, out_dir: Path, logs: Path):
+    """The run's ``Accelerator`` (its kind from ``accelerate launch``), trackers writing under ``logs``."""
     from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
 
+    check_trackers(cfg.trackers, "train.trackers")
     # Auto: bf16 on a GPU that supports it. Not on CPUs: measured here, autocast made tiny students
     # 1.7-3.5x slower than float32 on 2 cores.
     bf16 = cfg.bf16 if cfg.bf16 is not None else (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    return Accelerator(
+    accelerator = Accelerator(
         gradient_accumulation_steps=cfg.grad_accum,
         mixed_precision="bf16" if bf16 else "no",
         log_with=cfg.trackers or None,
-        project_dir=str(out_dir),
+        project_config=ProjectConfiguration(project_dir=str(out_dir), logging_dir=str(logs)),
     )
+    check_launch(accelerator)
+    # DeepSpeed values left "auto" that accelerate cannot fill for this loop: the loader has a batch sampler
+    # (no batch_size), and DeepSpeed clips inside its own step ("auto" would clip at 1.0).
+    ds = accelerator.deepspeed_plugin
+    for key, value in (("train_micro_batch_size_per_gpu", cfg.batch_size), ("gradient_clipping", cfg.max_grad_norm)):
+        if ds is not None and ds.deepspeed_config.get(key, "auto") == "auto":
+            ds.deepspeed_config[key] = value
+    return accelerator
+
+
+def check_launch(accelerator) -> None:
+    """Processes of a launcher that did not meet would each train alone into the same folder: an error.
+    An FSDP config on CPUs runs as plain data parallelism (accelerate 1.15 shards only on accelerators)."""
+    started = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if started > 1 and accelerator.num_processes == 1:
+        raise InputError(
+            f"train: the launcher started {started} processes but they did not meet (accelerate sees one); "
+            "on CPUs set ACCELERATE_USE_CPU=1"
+        )
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and accelerator.distributed_type.value != "FSDP":
+        log.warning("an FSDP config, but accelerate runs %s: every process holds the whole student",
+                    accelerator.distributed_type.value)  # fmt: skip
+
+
+def check_trackers(names: list[str], key: str) -> None:
+    """Accelerate leaves out a tracker whose package is missing with a debug line only, so nothing would
+    be logged: an error that names it instead (``key``: the setting, e.g. ``train.trackers``)."""
+    if not names:
+        return
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
+
+    available = {str(t) for t in get_available_trackers()}
+    for name in names:
+        if name not in LOGGER_TYPE_TO_CLASS and name != "all":
+            raise InputError(f"{key}: unknown tracker {name!r}; known: {', '.join(LOGGER_TYPE_TO_CLASS)}")
+        if name != "all" and name not in available:
+            raise InputError(f"{key}: {name} is not installed (pip install {name}), so nothing would be logged")
+
+
+def hparams(recipe: str, cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, Any]:
+    """The settings as trackers take them: TensorBoard's hparams refuse None, lists and dicts (JSON text)."""
+    flat = {"recipe": recipe, **cfg.model_dump(mode="json")}
+    flat |= {f"model.{k}": v for k, v in model_cfg.model_dump(mode="json").items()}
+    return {k: v if isinstance(v, bool | int | float | str) else json.dumps(v) for k, v in flat.items()}
 
 
 def steps_for_tokens(cfg: TrainConfig, lengths: list[int], processes: int) -> int:
@@ -220,6 +272,7 @@ def train(
     recipe: str | None = None,
     resume: bool = False,
     on_step: Any = None,
+    logs: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train ``recipe`` on ``data_dir`` (a build folder) and save the student to ``out_dir``.
 
@@ -227,7 +280,8 @@ def train(
     error); a student already saved in ``out_dir`` is left as it is. A fresh run removes the checkpoints
     of an earlier one. ``on_step(step, model)`` is called before the first step of a fresh run (step 0)
     and after every optimizer step, with the unwrapped model (tests use it to snapshot weights and to
-    kill a run). Returns the training summary (also saved in the student's ``rscaffold_student.json``).
+    kill a run). ``logs``: the trackers' folder (default ``out_dir/logs``). Returns the training summary
+    (also saved in the student's ``rscaffold_student.json``).
     """
     from accelerate.utils import set_seed
     from tqdm import tqdm
@@ -246,7 +300,7 @@ def train(
             "(e.g. train.checkpoint_every=100) and train again without --resume"
         )
     set_seed(cfg.seed)
-    accelerator = make_accelerator(cfg, model_cfg, out_dir)
+    accelerator = make_accelerator(cfg, out_dir, Path(logs) if logs else out_dir / "logs")
     check_checkpoints(accelerator, cfg, ckpt is not None)
     if ckpt is None and accelerator.is_main_process:
         clear_checkpoints(ckpt_dir)
@@ -265,6 +319,8 @@ def train(
         collate_fn=partial(collate, pad_id=tokenizer.pad_token_id),
         generator=torch.Generator().manual_seed(cfg.seed),
     )
+    skeleton = empty_copy(model)
+    model._no_split_modules = getattr(model.base_lm(), "_no_split_modules", None)  # FSDP wraps these layers
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     if ckpt is not None:
         load_checkpoint(accelerator, ckpt, model, optimizer, scheduler, progress)
@@ -282,7 +338,8 @@ def train(
         else:
             progress.total = math.ceil(cfg.epochs * steps_per_epoch)
     if cfg.trackers:
-        accelerator.init_trackers("rscaffold", config={"recipe": recipe, **cfg.model_dump(mode="json")})
+        name = {"wandb": {"name": Path(logs).name if logs else out_dir.name}}
+        accelerator.init_trackers("rscaffold", config=hparams(recipe, cfg, model_cfg), init_kwargs=name)
 
     w_token, w_signal = loss_weights(cfg, accelerator.unwrap_model(model).signal_head is not None)
     bar = tqdm(
@@ -305,7 +362,7 @@ def train(
                 loss = w_token * losses.token + w_signal * losses.signal  # METHOD.md sec. 4: L_token + lambda L_signal
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)  # FSDP: its own
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             progress.batch += 1
@@ -354,14 +411,17 @@ def train(
         },
         "final": last,
     }
-    accelerator.wait_for_everyone()
+    state = accelerator.get_state_dict(model)  # every process takes part: FSDP and ZeRO-3 gather the shards
     if accelerator.is_main_process:
+        student = filled(skeleton, state)
         extra = {**layout(data_dir), "train": summary, "signal_as_text": cfg.signal_as_text, "signal_text": SIGNAL_TEXT}
         extra["answer_tokens"] = answers  # decode's default answer budget covers these
-        meta = student_meta(recipe, accelerator.unwrap_model(model), info, extra)
+        meta = student_meta(recipe, student, info, extra)
         merge = model_cfg.save == "merged" or info["base"] == "tiny"  # a random base cannot be rebuilt
-        save_student(accelerator.unwrap_model(model), tokenizer, out_dir, meta, merge=merge)
-    accelerator.end_training()
+        save_student(student, tokenizer, out_dir, meta, merge=merge)
+    accelerator.wait_for_everyone()
+    for tracker in accelerator.trackers:  # not end_training(): it ends the process group, which the next
+        tracker.finish()  # student of a run and the later stages of `rscaffold run` under a launcher need
     return summary
 
 
@@ -449,7 +509,7 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
             mcfg = ModelConfig.model_validate({**cfg.model.model_dump(), **s.model})
             started = time.perf_counter()
             resume = latest_checkpoint(out / "checkpoints") is not None  # an interrupted run goes on
-            summary = train(tcfg, mcfg, data, out, resume=resume)
+            summary = train(tcfg, mcfg, data, out, resume=resume, logs=runs.logs_dir(run_dir) / f"train-{out.name}")
             runs.say(
                 f"train {s.name} seed {seed}: {summary['steps']} steps, {summary['tokens_per_s']:.0f} tok/s, "
                 f"{time.perf_counter() - started:.0f}s, loss {summary['final'].get('loss', float('nan')):.3f} -> {out}"

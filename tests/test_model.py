@@ -128,7 +128,8 @@ def test_save_then_load_gives_equal_logits(tok, tmp_path: Path, lora: bool, merg
     torch.testing.assert_close(sig2, sig)
     assert meta["signal_set_version"] and meta["signals"][6] == "Response Generation"
     assert meta["weights"] == ("full" if merge else "adapter") and len(tok2) == len(tok)
-    assert (tmp_path / "student" / "README.md").read_text().startswith("# rscaffold student")
+    card = (tmp_path / "student" / "README.md").read_text()
+    assert card.startswith("---\nlicense: ") and "\n---\n\n# rscaffold student" in card
 
 
 # -- the untrained base model as a student --------------------------------------------------------

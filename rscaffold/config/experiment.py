@@ -131,6 +131,10 @@ class EvaluateConfig(BaseModel):
         ge=0,
         description="Golden traces per split the signal head reads for its calibration (the first ones; 0: none).",
     )
+    trackers: list[str] | None = Field(
+        None,
+        description="Accelerate trackers of Pass@1 per student, variant and split (RUN/logs); null: train.trackers.",
+    )
 
 
 class ReportConfig(BaseModel):

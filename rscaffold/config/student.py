@@ -134,7 +134,10 @@ class TrainConfig(BaseModel):
     keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept on disk.")
     log_every: int = Field(10, ge=1, description="Optimizer steps between logged losses.")
     seed: int = Field(0, description="Seed of initialisation, data order and dropout.")
-    trackers: list[str] = Field([], description="Accelerate trackers, e.g. [tensorboard] or [wandb].")
+    trackers: list[str] = Field(
+        [],
+        description="Accelerate trackers of the losses, e.g. [tensorboard] (<output>/logs; a run: RUN/logs).",
+    )
     init: str | None = Field(
         None,
         description="Predictor recipe: the trained proposer's folder (a run: its scaffold of the same seed).",
