@@ -21,7 +21,20 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from rscaffold import build, evaluate, export, generate, import_traces, label, pipeline, probe, runs, segment, stats
+from rscaffold import (
+    build,
+    evaluate,
+    export,
+    generate,
+    import_traces,
+    label,
+    parallel,
+    pipeline,
+    probe,
+    runs,
+    segment,
+    stats,
+)
 from rscaffold.benchmarks import load_questions
 from rscaffold.config import RECIPES, SOURCES, Config, load_config, shipped_config
 from rscaffold.label.learned import add_train_labeller_arguments, cmd_train_labeller
@@ -173,6 +186,8 @@ def cmd_stage(args: argparse.Namespace) -> int:
             raise InputError(f"{stage}: {', '.join(given)} cannot go with --run-dir (a run folder has its own files)")
         summary = pipeline.run_stage(stage, cfg, Path(args.run_dir))
         where = args.run_dir
+    if not parallel.world().main:  # under a launcher the first process speaks for all
+        return 0
     if where is not None:
         print(f"{stage}: wrote {where}", file=sys.stderr)
     if stage == "stats":
