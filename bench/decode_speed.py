@@ -1,9 +1,17 @@
 """Tokens per second of signal-guided decoding against plain `generate` on the same model and batch,
-measured side by side in one run and printed as ratios (goal >= 0.9 for the head predictor); then the
-peak resident memory of decoding many questions against decoding one batch.
+measured side by side in one run and printed as ratios (goals: >= 0.9 for the head predictor, >= 0.5 for
+the generative predictor); then the peak resident memory of decoding many questions against one batch.
 
-    python bench/decode_speed.py --student RUN/students/scaffold --questions RUN/testbed/test_id.jsonl \
-        [--predictor RUN/students/predictor] [--batch 8] [--n 64] [--memory-questions 1000]
+The methods take turns: each guided decoder runs over all the questions (continuous batching, as in
+use) but hands over after each batch's worth of finished questions, and plain `generate` then decodes
+that batch; only the time inside each method counts. A load that comes and goes on a shared machine
+then weighs on every method alike. Both clocks are printed: wall time, and the process's CPU time
+(what the decoding itself cost, whatever else ran; the same as wall time with one thread on an idle
+machine).
+
+    OMP_NUM_THREADS=1 python bench/decode_speed.py --student RUN/students/scaffold-s0 \
+        --questions RUN/testbed/test_id.jsonl [--predictor RUN/students/predictor-s0] [--uncached] \
+        [--batch 8] [--n 256] [--memory-questions 1000]
 """
 
 from __future__ import annotations
@@ -20,19 +28,44 @@ from rscaffold.config import DecodeConfig
 from rscaffold.decode import Decoder, predictor_from_folder
 from rscaffold.model import student_from_folder
 from rscaffold.schema import Question, read_jsonl
-from rscaffold.signal_sources import HeadPredictor
+from rscaffold.signal_sources import GenerativePredictor, HeadPredictor
 
 
-def guided(student, source, questions, cfg) -> tuple[float, int]:
-    start = time.perf_counter()
-    tokens = sum(d.tokens for d in Decoder(student, source, cfg)(questions))
-    return time.perf_counter() - start, tokens
+class Clock:
+    """Wall and CPU seconds and tokens of one method, summed over its turns."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+        self.tokens = 0
+
+    def run(self, fn, *args):
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            return fn(*args)
+        finally:
+            self.wall += time.perf_counter() - wall
+            self.cpu += time.process_time() - cpu
+
+    def ratio(self, plain: Clock) -> str:
+        """This method's tokens per second over plain `generate`'s, by wall time and by CPU time."""
+        wall = (self.tokens / self.wall) / (plain.tokens / plain.wall)
+        cpu = (self.tokens / self.cpu) / (plain.tokens / plain.cpu)
+        return f"{self.tokens / self.wall:,.0f} tok/s; ratio {wall:.3f} (CPU time: {cpu:.3f})"
+
+
+def guided(student, source, questions, cfg) -> int:
+    return sum(d.tokens for d in Decoder(student, source, cfg)(questions))
+
+
+def take(stream, n: int) -> list:
+    """The next ``n`` outputs of a running decoder (it goes on from there at its next turn)."""
+    return list(itertools.islice(stream, n))
 
 
 @torch.no_grad()
-def plain(student, questions, batch: int, new_tokens: int) -> tuple[float, int]:
+def plain(student, questions, batch: int, new_tokens: int) -> int:
     """`generate` with the same batch, writing exactly ``new_tokens`` per question."""
-    tok, total, start = student.tokenizer, 0, time.perf_counter()
+    tok, total = student.tokenizer, 0
     tok.padding_side = "left"
     for i in range(0, len(questions), batch):
         chunk = [student.prompt(q.text) for q in questions[i : i + batch]]
@@ -47,21 +80,32 @@ def plain(student, questions, batch: int, new_tokens: int) -> tuple[float, int]:
             **enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, pad_token_id=tok.pad_token_id
         )
         total += (out.shape[1] - enc["input_ids"].shape[1]) * out.shape[0]
-    return time.perf_counter() - start, total
+    return total
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def sources(student, predictor: Path | None, uncached: bool) -> dict[str, object]:
+    out: dict[str, object] = {"head predictor": HeadPredictor()}
+    if predictor:
+        gen = predictor_from_folder(predictor, student)
+        out["generative predictor"] = gen
+        if uncached:  # the whole query read at every decision: what the cache saves
+            out["generative predictor, uncached"] = GenerativePredictor(gen.student, gen.query, cache=False)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--student", type=Path, required=True)
     p.add_argument("--questions", type=Path, required=True)
-    p.add_argument("--predictor", type=Path)
+    p.add_argument("--predictor", type=Path, help="a generative predictor (train.recipe=predictor)")
+    p.add_argument("--uncached", action="store_true", help="also the generative predictor without its cache")
     p.add_argument("--batch", type=int, default=8)
-    # Enough questions that the batch's last rows, finishing alone, weigh little: plain `generate`
-    # below writes the same number of tokens in every row, a full batch to the end.
+    # Enough questions that a guided decoder's last rows, finishing alone, weigh little: plain
+    # `generate` below writes the same number of tokens in every row, a full batch to the end.
     p.add_argument("--n", type=int, default=256)
     p.add_argument("--tau", type=float, default=0.0, help="0: the gate never stops early, so steps are written")
     p.add_argument("--memory-questions", type=int, default=0)
@@ -71,18 +115,26 @@ def main() -> None:
     student = student_from_folder(args.student, args.device)
     questions = list(itertools.islice(read_jsonl(args.questions, Question), args.n))
     cfg = DecodeConfig(batch_size=args.batch, tau=args.tau)
-    guided(student, HeadPredictor(), questions[: args.batch], cfg)  # warm-up
-    g_s, g_n = guided(student, HeadPredictor(), questions, cfg)
-    p_s, p_n = plain(student, questions, args.batch, max(1, round(g_n / len(questions))))
+    methods = sources(student, args.predictor, args.uncached)
+    for source in methods.values():
+        guided(student, source, questions[: args.batch], cfg)  # warm-up
+    clocks = {name: Clock() for name in [*methods, "plain"]}
+    streams = {name: Decoder(student, source, cfg)(questions) for name, source in methods.items()}
+    for start in range(0, len(questions), args.batch):
+        chunk = questions[start : start + args.batch]
+        for name, stream in streams.items():
+            tokens = sum(d.tokens for d in clocks[name].run(take, stream, len(chunk)))
+            clocks[name].tokens += tokens
+            if name == "head predictor":  # plain `generate` writes as many tokens per question
+                new = max(1, round(tokens / len(chunk)))
+                clocks["plain"].tokens += clocks["plain"].run(plain, student, chunk, args.batch, new)
+    base = clocks["plain"]
     print(
-        f"guided (head predictor): {g_n / g_s:,.0f} tok/s; plain generate: {p_n / p_s:,.0f} tok/s; "
-        f"ratio {(g_n / g_s) / (p_n / p_s):.3f} (batch {args.batch}, {len(questions)} questions, "
-        f"{g_n / len(questions):.0f} tokens each)"
+        f"plain generate: {base.tokens / base.wall:,.0f} tok/s (batch {args.batch}, {len(questions)} questions, "
+        f"{clocks['head predictor'].tokens / len(questions):.0f} tokens each)"
     )
-    if args.predictor:
-        gen = predictor_from_folder(args.predictor, student)
-        s, n = guided(student, gen, questions, cfg)
-        print(f"guided (generative predictor): {n / s:,.0f} tok/s; ratio {(n / s) / (p_n / p_s):.3f}")
+    for name in methods:
+        print(f"guided ({name}): {clocks[name].ratio(base)}")
     if args.memory_questions:
         many = list(itertools.islice(itertools.cycle(questions), args.memory_questions))
         before = peak_rss_mb()

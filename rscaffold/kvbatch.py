@@ -3,7 +3,11 @@
 Rows are fed one token each per forward; finished rows leave the batch (and the cache) at once;
 a row whose context was shortened (pruning) is re-encoded alone and written back into the cache;
 completions after a row's context are scored on a copy of its cache. Shared by the decoder and the
-generative predictor.
+generative predictor's simple path.
+
+A :class:`RowCache` is one sequence's cache kept apart from any batch: the generative predictor keeps
+one per row and reads, at each decision, only the tokens past the prefix it already holds, together
+with the completions it scores, as a trie (:func:`score_after`).
 """
 
 from __future__ import annotations
@@ -185,6 +189,207 @@ class Batch:
         row.context = row.context[:keep] + tokens
 
 
+@dataclass
+class RowCache:
+    """The keys and values of one sequence, kept apart from any batch, and the token ids they hold."""
+
+    ids: list[int] = field(default_factory=list)
+    kv: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    """Per layer, keys and values of shape (1, heads, room, head_dim): the first ``len(ids)`` positions
+    are used, the rest is room to append into without copying."""
+
+    def reuse(self, ids: list[int]) -> int:
+        """Keep the longest prefix of the cache that ``ids`` also starts with, short of ids' last token
+        (whose hidden state a reader needs); returns its length. A token's keys and values depend only
+        on the tokens before it, so the kept entries are those of encoding ``ids`` whole; where the new
+        text tokenises differently at the old end (a merge across it), the entries from there go."""
+        n = 0
+        for a, b in zip(self.ids, ids[:-1], strict=False):
+            if a != b:
+                break
+            n += 1
+        del self.ids[n:]
+        return n
+
+    def reserve(self, room: int, like: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
+        """Room for ``room`` positions (doubling, so appending is amortised O(1) per token); ``like``
+        gives the shapes of a cache that has none yet."""
+        n = len(self.ids)
+        if not self.kv or room > self.kv[0][0].shape[2]:
+            room = max(room, 2 * n, 64)
+            self.kv = [(_room(k, n, room), _room(v, n, room)) for k, v in (self.kv or like or [])]
+
+    def append(self, ids: list[int], kv: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Append ``ids`` and their keys and values (per layer, (1, heads, len(ids), head_dim))."""
+        n, add = len(self.ids), len(ids)
+        self.reserve(n + add, kv)
+        for (k_buf, v_buf), (k, v) in zip(self.kv, kv, strict=True):
+            k_buf[:, :, n : n + add], v_buf[:, :, n : n + add] = k, v
+        self.ids.extend(ids)
+
+
+def _room(t: torch.Tensor, n: int, room: int) -> torch.Tensor:
+    """A (1, heads, room, head_dim) buffer holding the first ``n`` positions of ``t``."""
+    buf = t.new_empty(1, t.shape[1], room, t.shape[3])
+    buf[:, :, :n] = t[:, :, :n]
+    return buf
+
+
+@dataclass
+class CompletionTrie:
+    """Completions (token ids) as :func:`score_after` reads them: their common first tokens, read once after
+    the text, then one node per other token that predicts a next one (a last token is never read)."""
+
+    shared: list[int]
+    tokens: list[int]
+    """Each node's token."""
+    depth: list[int]
+    """Each node's distance from the common part: its position after it."""
+    ancestors: torch.Tensor
+    """(nodes, nodes): whether node j is node i or lies before it in its completion."""
+    reads: list[list[int]]
+    """Per completion, per token after the common part: the node that predicts it (-1: the common part's last)."""
+    own: list[list[int]]
+    """Per completion, its tokens after the common part."""
+
+
+def completion_trie(completions: list[list[int]]) -> CompletionTrie:
+    n = 0  # the common part leaves each completion at least one token of its own
+    while n < min(map(len, completions)) - 1 and len({tuple(c[: n + 1]) for c in completions}) == 1:
+        n += 1
+    own = [c[n:] for c in completions]
+    index: dict[tuple[int, ...], int] = {}
+    for s in own:
+        for u in range(1, len(s)):
+            index.setdefault(tuple(s[:u]), len(index))
+    nodes = list(index)
+    ancestors = torch.tensor([[a == b[: len(a)] for a in nodes] for b in nodes])
+    reads = [[index.get(tuple(s[:u]), -1) for u in range(len(s))] for s in own]
+    return CompletionTrie(
+        completions[0][:n], [p[-1] for p in nodes], [len(p) - 1 for p in nodes], ancestors, reads, own
+    )
+
+
+def score_after(student: Student, caches: list[RowCache], ids: list[list[int]], trie: CompletionTrie) -> torch.Tensor:
+    """Log-likelihood of each completion after each sequence ``ids[i]`` (the sum of its tokens'
+    log-probabilities, teacher-forced), shape (len(ids), completions), reading only the tokens of
+    ``ids[i]`` past what ``caches[i]`` already holds; each cache then holds ``ids[i]`` (and the
+    completions' common first tokens).
+
+    A forward reads a row's new tokens, the common part, then the trie, each node seeing the row's text
+    and its own completion's tokens before it, at the positions they have there: the cache is read once,
+    not copied once per completion. Rows with nothing cached are read together; each other row alone,
+    from its own buffers (rows seldom end their steps at the same token).
+    """
+    kept = [c.reuse(i) for c, i in zip(caches, ids, strict=True)]
+    new = [r for r, k in enumerate(kept) if not k]
+    scores: list[torch.Tensor] = [torch.empty(0)] * len(ids)
+    for group in ([new] if new else []) + [[r] for r, k in enumerate(kept) if k]:
+        got = _read(student, [caches[r] for r in group], [ids[r][kept[r] :] for r in group], kept[group[0]], trie)
+        for r, s in zip(group, got, strict=True):
+            scores[r] = s
+    return torch.stack(scores)
+
+
+def _read(
+    student: Student, rows: list[RowCache], new: list[list[int]], past: int, trie: CompletionTrie
+) -> torch.Tensor:
+    """:func:`score_after` for rows that all hold ``past`` tokens (one row, or new rows)."""
+    from transformers import DynamicCache
+
+    lm, backbone = student.lm, student.lm.get_decoder()
+    device = next(lm.parameters()).device
+    blocks = [n + trie.shared for n in new]
+    width = max(map(len, blocks)) + len(trie.tokens)
+    cache = DynamicCache()
+    if past:
+        rows[0].reserve(past + width)  # the forward appends into the row's own buffers
+        for layer, (k_buf, v_buf) in enumerate(rows[0].kv):
+            cache.update(k_buf[:, :, :0], v_buf[:, :, :0], layer)  # creates and initialises the layer
+            _use_buffers(cache.layers[layer], k_buf, v_buf, past)
+    pad = student.tokenizer.pad_token_id or 0
+    tokens = torch.tensor([b + trie.tokens + [pad] * (width - len(b) - len(trie.tokens)) for b in blocks])
+    layouts = [_layout(trie, past, len(b), width) for b in blocks]
+    pos = torch.tensor([p for p, _ in layouts], device=device)
+    mask = _tree_mask(lm, torch.stack([s for _, s in layouts]).to(device), pos, past)
+    kwargs = {cache_arg(backbone): cache}
+    out = backbone(input_ids=tokens.to(device), attention_mask=mask, position_ids=pos, use_cache=True, **kwargs)
+    # Which hidden state predicts which completion token: the common tokens once, then each completion's own.
+    read, target, owner = (
+        torch.tensor(t, device=device) for t in zip(*[_reads(trie, len(b)) for b in blocks], strict=True)
+    )
+    hidden = out.last_hidden_state.gather(1, read.unsqueeze(-1).expand(-1, -1, out.last_hidden_state.shape[-1]))
+    logits = lm_logits(lm, hidden).float()
+    logp = logits.gather(-1, target.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+    scores = logp.new_zeros(len(blocks), len(trie.own) + 1).scatter_add(1, owner, logp)
+    kv = _get_kv(out[cache_arg(backbone)])
+    for r, (row, block) in enumerate(zip(rows, blocks, strict=True)):
+        if past:
+            row.ids.extend(block)  # their keys and values are in the row's buffers already
+        else:
+            row.append(block, [(k[r : r + 1, :, : len(block)], v[r : r + 1, :, : len(block)]) for k, v in kv])
+    return scores[:, 1:] + scores[:, :1]
+
+
+def _layout(trie: CompletionTrie, past: int, block: int, width: int) -> tuple[list[int], torch.Tensor]:
+    """One row's positions, and which of its columns each column sees: its text causally, then the trie
+    (every node sees the text and its ancestors); the padding after them, nothing."""
+    n = len(trie.tokens)
+    pos = [*range(past, past + block), *(past + block + d for d in trie.depth)]
+    sees = torch.zeros(width, width, dtype=torch.bool)
+    sees[:block, :block] = torch.ones(block, block, dtype=torch.bool).tril()
+    sees[block : block + n, :block] = True
+    sees[block : block + n, block : block + n] = trie.ancestors
+    return pos + [past] * (width - len(pos)), sees
+
+
+def _reads(trie: CompletionTrie, block: int) -> tuple[list[int], list[int], list[int]]:
+    """For a row whose text (with the common part) fills its first ``block`` columns: the column whose
+    hidden state predicts each completion token, the token, and whose it is (0: the common part, j + 1:
+    completion j)."""
+    shared = len(trie.shared)
+    read, target, owner = list(range(block - shared - 1, block - 1)), list(trie.shared), [0] * shared
+    for j, (s, nodes) in enumerate(zip(trie.own, trie.reads, strict=True)):
+        read += [block - 1 if node < 0 else block + node for node in nodes]
+        target += s
+        owner += [j + 1] * len(s)
+    return read, target, owner
+
+
+def tree_scoring(lm: Any) -> bool:
+    """Whether :func:`score_after` can read ``lm``: its attention takes a custom mask (eager or SDPA) and
+    its layers attend fully or in a sliding window, which the mask then carries."""
+    cfg = lm.config.get_text_config()
+    kinds = set(getattr(cfg, "layer_types", None) or [])
+    return cfg._attn_implementation in ("eager", "sdpa") and kinds <= {"full_attention", "sliding_attention"}
+
+
+def _tree_mask(lm: Any, sees: torch.Tensor, pos: torch.Tensor, past: int) -> Any:
+    """The additive (rows, 1, width, past + width) mask: a token sees the ``past`` cached tokens and the
+    columns ``sees`` names; padding sees only itself. Sliding-window layers see only keys less than the
+    window before them (by position, as the whole sequence has them); a model with both kinds of layers
+    gets one mask per kind."""
+    cfg, dtype, device = lm.config.get_text_config(), next(lm.parameters()).dtype, sees.device
+    rows, width = sees.shape[:2]
+    real = sees.any(-1, keepdim=True)
+    allowed = torch.cat([real.expand(rows, width, past), sees], -1)
+    itself = torch.arange(past + width, device=device) == past + torch.arange(width, device=device).unsqueeze(-1)
+
+    def additive(a: torch.Tensor) -> torch.Tensor:
+        a = (a | itself).unsqueeze(1)  # no row without a key: padding would read NaN into the cache
+        return torch.zeros(a.shape, dtype=dtype, device=device).masked_fill(~a, torch.finfo(dtype).min)
+
+    window = getattr(cfg, "sliding_window", None)
+    if not window:
+        return additive(allowed)
+    keys = torch.cat([torch.arange(past, device=device).expand(rows, past), pos], -1)
+    near = allowed & (pos.unsqueeze(-1) - keys.unsqueeze(1) < window)
+    kinds = getattr(cfg, "layer_types", None)
+    if not kinds:  # every layer slides (Mistral)
+        return additive(near)
+    return {kind: additive(near if kind == "sliding_attention" else allowed) for kind in set(kinds)}
+
+
 def _left_pad(t: torch.Tensor, width: int) -> torch.Tensor:
     """Zeros on the left of the sequence dimension (-2 for keys/values, -1 for the mask)."""
     dim = -1 if t.dim() == 2 else -2
@@ -214,9 +419,15 @@ def _grow_in_place(layer: Any, keys: torch.Tensor, values: torch.Tensor, spare: 
     """Keep a layer's keys and values in buffers with spare room, so that appending a token writes
     into place instead of concatenating (which copies the whole cache at every token)."""
     b, h, n, d = keys.shape
-    layer.buffers = (keys.new_empty(b, h, n + spare, d), values.new_empty(b, h, n + spare, values.shape[-1]))
-    layer.buffers[0][:, :, :n], layer.buffers[1][:, :, :n] = keys, values
-    layer.keys, layer.values = layer.buffers[0][:, :, :n], layer.buffers[1][:, :, :n]
+    k_buf, v_buf = keys.new_empty(b, h, n + spare, d), values.new_empty(b, h, n + spare, values.shape[-1])
+    k_buf[:, :, :n], v_buf[:, :, :n] = keys, values
+    _use_buffers(layer, k_buf, v_buf, n)
+
+
+def _use_buffers(layer: Any, k_buf: torch.Tensor, v_buf: torch.Tensor, n: int) -> None:
+    """The layer's keys and values are the first ``n`` positions of the buffers; appending writes after them."""
+    layer.buffers = (k_buf, v_buf)
+    layer.keys, layer.values = k_buf[:, :, :n], v_buf[:, :, :n]
     layer.update = types.MethodType(_append, layer)
 
 

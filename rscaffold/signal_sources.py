@@ -10,12 +10,13 @@ seven."""
 from __future__ import annotations
 
 import random
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import torch
 
-from rscaffold.kvbatch import Batch, Row
+from rscaffold.kvbatch import Batch, Row, RowCache, completion_trie, score_after, tree_scoring
 from rscaffold.model import Student
 from rscaffold.schema import InputError, Question, Step
 from rscaffold.signals import Signal
@@ -136,20 +137,52 @@ class GenerativePredictor:
     scores are normalised over the seven: the signal is the most probable, the confidence its
     probability. (A mean over the name's tokens would be near 1 whenever the names' later tokens are
     certain, however unsure the token that decides between them.)
+
+    With ``cache`` (the default) the predictor keeps a KV cache of each row's text
+    (:class:`rscaffold.kvbatch.RowCache`): the query is still encoded whole at every decision, so the
+    tokens are exactly those of training, but only the tokens past the longest prefix the cache shares
+    with them are read (the new step, and the query line, which the next step's text replaces), with
+    the seven completions in the same forward. Without it (or for a model whose attention takes no
+    custom mask, :func:`rscaffold.kvbatch.tree_scoring`) every decision reads the whole query again:
+    the simple path, the reference of the parity tests.
     """
 
     name = "predictor-generative"
 
-    def __init__(self, student: Student, query: Callable[[Question, list[Step]], str]):
+    def __init__(self, student: Student, query: Callable[[Question, list[Step]], str], cache: bool = True):
         self.student, self.query = student, query
+        self.cache = cache and tree_scoring(student.lm)  # else every decision reads the whole query
         tok = student.tokenizer
         self.completions = [tok.encode(f"\\boxed{{{s.title}}}", add_special_tokens=False) for s in Signal]
+        self.trie = completion_trie(self.completions)
+        self.caches: dict[int, tuple[weakref.ref[Row], RowCache]] = {}
+        """Each row's cache, by ``id(row)``; an entry goes when its row is freed or answers."""
 
     @torch.no_grad()
     def probs(self, rows: Sequence[Row]) -> torch.Tensor:
         """(rows, C): the probability of each signal next, for each row."""
-        probe = [Row(r.question, self.student.encode(self.query(r.question, r.steps))) for r in rows]
-        return Batch(self.student, probe).score(list(range(len(probe))), self.completions).softmax(-1)
+        ids = [self.student.encode(self.query(r.question, r.steps)) for r in rows]
+        if not self.cache:
+            probe = [Row(r.question, i) for r, i in zip(rows, ids, strict=True)]
+            return Batch(self.student, probe).score(list(range(len(probe))), self.completions).softmax(-1)
+        self._forget_answering()
+        caches = [self._row_cache(r) for r in rows]
+        return score_after(self.student, caches, ids, self.trie).softmax(-1)
+
+    def _row_cache(self, row: Row) -> RowCache:
+        key = id(row)
+        entry = self.caches.get(key)
+        if entry is None or entry[0]() is not row:
+            forget = self.caches.pop
+            entry = self.caches[key] = (weakref.ref(row, lambda _: forget(key, None)), RowCache())
+        return entry[1]
+
+    def _forget_answering(self) -> None:
+        """A row that writes its answer is asked no more (the decoder decides only at a step's end)."""
+        for key, (ref, _) in list(self.caches.items()):
+            row = ref()
+            if row is None or row.answering:
+                self.caches.pop(key, None)
 
     def choose(self, rows: Sequence[Row], signal_logits: torch.Tensor | None) -> list[tuple[Signal, float]]:
         return _top(self.probs(rows))
