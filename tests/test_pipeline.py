@@ -108,7 +108,7 @@ def test_a_student_trains_only_for_its_own_seeds_and_its_variants_follow(tmp_pat
 
     trained, decoded = [], []
 
-    def fake_train(tcfg, mcfg, data, out, resume=False):
+    def fake_train(tcfg, mcfg, data, out, resume=False, logs=None):
         trained.append(out.name + (" resumed" if resume else ""))
         out.mkdir(parents=True, exist_ok=True)
         return {"steps": 1, "tokens_per_s": 1.0, "final": {}}
