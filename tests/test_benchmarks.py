@@ -3,6 +3,8 @@ answers near chance, and a clear error when the hub cannot be reached."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import random
 from collections import Counter
@@ -141,6 +143,12 @@ def test_bad_input_names_file_and_field(tmp_path: Path) -> None:
 def test_hub_offline_is_a_clear_input_error(monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    # The libraries read these once, at import: another test may have imported them online already
+    # (then each hub call waits for the network to fail).
+    for module in ("huggingface_hub.constants", "datasets.config"):
+        if importlib.util.find_spec(module.split(".")[0]):
+            for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+                monkeypatch.setattr(importlib.import_module(module), name, True, raising=False)
     with pytest.raises(InputError, match=r"gsm8k: .*(datasets|hub)"):
         next(BENCHMARKS["gsm8k"](None))
 
