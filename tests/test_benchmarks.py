@@ -73,7 +73,9 @@ def test_gold_answers_score_one(loaded, name: str) -> None:
     assert _score(name, questions, [q.gold for q in questions], "flexible") == 1.0
 
 
-@pytest.mark.parametrize("name", [*FOLDERS, "testbed"])
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n == "math500" else n for n in [*FOLDERS, "testbed"]]
+)
 def test_shuffled_answers_score_near_chance(loaded, name: str) -> None:
     questions = _questions(loaded, name)[:300]  # math-verify takes ~15 ms a comparison
     golds = [q.gold for q in questions]

@@ -114,6 +114,7 @@ def _wait_for_rows(cache: Path, more_than: int, proc: subprocess.Popen, timeout:
         time.sleep(0.01)
 
 
+@pytest.mark.slow  # a child process killed and restarted: 6 s
 def test_sigkill_and_resume_answers_each_question_once_and_never_resends(questions, tmp_path, monkeypatch):
     monkeypatch.setenv("RSCAFFOLD_TEST_KEY", KEY)
     small = tmp_path / "q60.jsonl"

@@ -89,6 +89,7 @@ def test_headline_has_trivial_rates_and_the_fixed_comparisons(demo_run):
     assert set(h["probe"]["accuracy"]) == {"N =", "N has", "Here N has", "and N has"}
 
 
+@pytest.mark.slow  # 6 s on top of the demo fixture
 def test_demo_resumes_without_redoing_work(demo_run, capsys):
     run, _ = demo_run
     (run / "headline.json").unlink()

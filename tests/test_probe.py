@@ -32,6 +32,7 @@ def test_prompts_ask_for_one_given_value_in_every_format(questions):
             assert values[asked] == value
 
 
+@pytest.mark.slow  # 4-5 s: reads every format of the shipped base
 def test_the_shipped_base_favours_no_format(questions):
     """METHOD.md section 8: no format more than 0.10 below the best one (200 fresh questions, greedy)."""
     result = lookup_probe("testbed", questions)
