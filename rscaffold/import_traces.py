@@ -108,7 +108,10 @@ def _read_dataset(where: str, split: str | None, data: Any) -> Iterator[tuple[st
     if isinstance(data, _datasets().DatasetDict):
         splits = list(data)
         if split is None and len(splits) != 1:
-            raise InputError(f"{where}: a DatasetDict with splits {', '.join(splits)}: choose one (--split NAME, or import.split in a run)")
+            names = ", ".join(splits)
+            raise InputError(
+                f"{where}: a DatasetDict with splits {names}: choose one (--split NAME, or import.split in a run)"
+            )
         split = split if split is not None else splits[0]
         if split not in data:
             raise InputError(f"{where}: no split {split!r}; its splits: {', '.join(splits)}")
