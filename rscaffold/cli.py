@@ -207,6 +207,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return cmd_stage(args)
 
 
+def _pass_at_1(r: dict[str, Any]) -> str:
+    p = r["pass@1_strict"]
+    return f"pass@1 {p['mean']:.3f} [{p['lo']:.3f}, {p['hi']:.3f}]  flexible {r['pass@1_flexible']['mean']:.3f}"
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = _config(args)
     if args.student is not None:  # one model on one benchmark: decode, then score
@@ -215,11 +220,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from rscaffold import score
 
         r = score.run(cfg, args.student, args.benchmark, args.output, args.split, args.limit, args.benchmark_path)
-        p = r["pass@1_strict"]
-        print(
-            f"{args.student} {r['benchmark']}/{r['split']} n={r['n']} pass@1 {p['mean']:.3f} [{p['lo']:.3f}, "
-            f"{p['hi']:.3f}]  flexible {r['pass@1_flexible']['mean']:.3f}"
-        )
+        print(f"{args.student} {r['benchmark']}/{r['split']} n={r['n']} {_pass_at_1(r)}")
         print(f"evaluate: wrote {args.output}/results.json", file=sys.stderr)
         return 0
     if args.split or args.limit or args.benchmark_path:
@@ -237,11 +238,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise InputError("evaluate: give --run-dir DIR, or --benchmark NAME --predictions FILE --output FILE")
     results = pipeline.run_stage("evaluate", cfg, Path(args.run_dir))
     for e in results["entries"]:
-        p = e["pass@1_strict"]
-        print(
-            f"{e['student']:<22} {e['variant']:<16} {e['benchmark']}/{e['split']:<14} n={e['n']:<5} "
-            f"pass@1 {p['mean']:.3f} [{p['lo']:.3f}, {p['hi']:.3f}]  flexible {e['pass@1_flexible']['mean']:.3f}"
-        )
+        print(f"{e['student']:<22} {e['variant']:<16} {e['benchmark']}/{e['split']:<14} n={e['n']:<5} {_pass_at_1(e)}")
     print(f"evaluate: wrote {runs.results(Path(args.run_dir))}", file=sys.stderr)
     return 0
 
