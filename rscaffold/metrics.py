@@ -102,7 +102,7 @@ def equations(text: str) -> list[dict[str, Any]]:
         expr = m.group(1).replace("×", "*").replace("÷", "/")
         try:
             value = _arith(ast.parse(expr, mode="eval"))
-        except (ValueError, SyntaxError, ZeroDivisionError):
+        except (ValueError, SyntaxError, ZeroDivisionError, OverflowError):  # a student may write 10**400
             continue
         found.append({"equation": m.group(0), "right": _agrees(value, m.group(2))})
     return found

@@ -31,6 +31,8 @@ def test_equations_are_checked() -> None:
     found = metrics.equations(text)
     assert [e["right"] for e in found] == [True, True, True, False, True, True, True]
     assert metrics.equations("x = 3, there are 5 apples") == []
+    huge = "9" * 400  # a number no float holds, as a decoding student once wrote; the equation is skipped
+    assert metrics.equations(f"{huge} + 1 = 2, 2 + 2 = 4") == [{"equation": "2 + 2 = 4", "right": True}]
 
 
 def test_stated_values_and_conclusions() -> None:
