@@ -65,11 +65,16 @@ class HeadReader:
         counts: Counter[str] = Counter()
         longest = getattr(self.model.base_lm().config, "max_position_embeddings", None) or 4096
         add_bos = bool(self.meta.get("add_bos"))
-        encoded = [
-            encode_proposer(proposer_record(trace, segs, self.cfg), self.tokenizer, add_bos, longest)
+        records = [
+            proposer_record(trace, segs, self.cfg)
             for trace in traces
             if (segs := segments(trace, self.cfg, counts)) is not None
         ]
+        if self.meta.get("signal_position") == "prefix":  # the head reads the steps as it was trained on them
+            from rscaffold.train import with_signal_text
+
+            with_signal_text(records, keep_signals=True)
+        encoded = [encode_proposer(r, self.tokenizer, add_bos, longest) for r in records]
         encoded.sort(key=lambda e: len(e["input_ids"]))  # batches of similar lengths: little padding
         confidence: list[float] = []
         correct: list[bool] = []
@@ -79,8 +84,9 @@ class HeadReader:
                 width = max(len(e["input_ids"]) for e in chunk)
                 mask = torch.tensor([[1] * len(e["input_ids"]) + [0] * (width - len(e["input_ids"])) for e in chunk])
                 ids, signal_ids = _padded(chunk, "input_ids", 0, width), _padded(chunk, "signal_ids", -1, width)
-                out = self.model(ids, signal_ids=signal_ids, attention_mask=mask)
                 targets = _padded(chunk, "signal_targets", IGNORE, width)  # right padding: positions unchanged
+                # The targets mark the boundaries: a student whose signal enters at the input reads them unsignalled.
+                out = self.model(ids, signal_ids=signal_ids, attention_mask=mask, signal_targets=targets)
                 at = targets != IGNORE
                 top, which = out.signal_logits.float().softmax(-1)[at].max(-1)
                 confidence += top.tolist()

@@ -26,6 +26,7 @@ from rscaffold import (
     evaluate,
     export,
     generate,
+    grid,
     import_traces,
     label,
     parallel,
@@ -321,7 +322,7 @@ def _io(p: argparse.ArgumentParser, needs_input: bool = True) -> None:
 
 
 def _config_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML file of config deltas (or a shipped name: demo, experiment, gpu)")
+    p.add_argument("--config", help="YAML file of config deltas (or a shipped name: demo, experiment, grid, gpu)")
     p.set_defaults(overrides=[])
 
 
@@ -449,6 +450,11 @@ def build_parser() -> argparse.ArgumentParser:
     _benchmark_options(run)
     _config_option(run)
     run.set_defaults(func=cmd_run)
+
+    grd = sub.add_parser("grid", help="the experiment once per testbed setting, and the grid's table and figure")
+    grid.add_grid_arguments(grd)
+    _config_option(grd)
+    grd.set_defaults(func=_with_config(grid.cmd_grid))
 
     demo = sub.add_parser("demo", help="`rscaffold run` with the demo config: the whole experiment offline")
     demo.add_argument("--run-dir", help="run folder (default run.dir of the config, else runs/demo)")

@@ -84,6 +84,9 @@ class Decoder:
         self.newline, self.mark_end = _token_sets(tok)
         free = source.name == "none"
         self.bias = None if free else student.signal_bias
+        # Signal position input: the signal enters the input embeddings; the SEL's bias writes only the
+        # first token of a step.
+        self.at_input = student.signal_input is not None and not free
         self.prefixes = {} if free else _prefixes(student)
         template = student.signal_prefix or ""
         # The student writes the prefix's trailing space itself ("[Title]" + " Now", as training tokenised it).
@@ -132,8 +135,9 @@ class Decoder:
     def advance(self, batch: Batch) -> list[Row]:
         """One token for every row (the student's, or the next of a signal prefix); then finish answers,
         close steps and choose the next signals. Returns the rows that finished (and left the batch)."""
-        tokens, ends = [], []
+        tokens, ends, signals = [], [], []
         for row, tok in zip(batch.rows, _sample(self._logits(batch), self.cfg, self.gen), strict=True):
+            signals.append(-1 if row.signal is None else int(row.signal))  # what the token is written under
             if row.pending:  # fed into the context, not written by the student
                 tokens.append(row.pending.pop(0))
                 ends.append(None)
@@ -144,9 +148,12 @@ class Decoder:
         if done:
             keep = [i for i, end in enumerate(ends) if end != "answer"]
             batch.keep(keep)
-            tokens, ends = [tokens[i] for i in keep], [ends[i] for i in keep]
+            tokens, ends, signals = [tokens[i] for i in keep], [ends[i] for i in keep], [signals[i] for i in keep]
         if batch.rows:
-            batch.step(tokens)
+            if self.at_input:  # a step's last token is the boundary: fed without a signal
+                batch.step(tokens, [-1 if end == "step" else s for s, end in zip(signals, ends, strict=True)])
+            else:
+                batch.step(tokens)
             closed = [i for i, end in enumerate(ends) if end == "step"]
             if closed:
                 self._close_steps(batch, closed)
@@ -159,6 +166,9 @@ class Decoder:
         if self.bias is not None:
             signals = torch.tensor([int(r.signal) for r in batch.rows], device=batch.hidden.device)
             bias = self.bias[signals]
+            if self.at_input:  # the first token of a segment only
+                first = torch.tensor([not r.segment for r in batch.rows], device=bias.device)
+                bias = bias * first.unsqueeze(-1).to(bias.dtype)
         return lm_logits(self.student.lm, batch.hidden, bias)
 
     def _segment_end(self, row: Row, tok: int) -> str | None:
@@ -240,7 +250,9 @@ class Decoder:
                     for s, ids in zip(row.steps[:-1], row.step_tokens[:-1], strict=True)
                     if s.signal is Signal.CONCLUSION
                 ]
-                batch.shorten(i, row.prompt_len + sum(map(len, earlier)), row.step_tokens[-1])
+                ids = row.step_tokens[-1]
+                fed = [int(Signal.CONCLUSION)] * (len(ids) - 1) + [-1] if self.at_input else None
+                batch.shorten(i, row.prompt_len + sum(map(len, earlier)), ids, fed)
 
     def _decide(self, batch: Batch, which: list[int]) -> None:
         """The next signal of rows ``which``: a step under it, or the answer; its prefix, if any, is fed next."""
@@ -351,9 +363,15 @@ def predictor_from_folder(path: str | Path, proposer: Student) -> GenerativePred
 
 
 def make_source(
-    cfg: DecodeConfig, student: Student, golden: dict | None, train_traces: Path | None, predictor: str | Path | None
+    cfg: DecodeConfig,
+    student: Student,
+    golden: dict | None,
+    train_traces: Path | None,
+    predictor: str | Path | None,
+    true: bool = False,
 ) -> SignalSource:
-    """The signal source named by ``cfg.signal_source``, with what it needs or a clear error."""
+    """The signal source named by ``cfg.signal_source``, with what it needs or a clear error (``true``:
+    random signals follow the training traces' true signals, as ``build.signal_source=true``)."""
     name = cfg.signal_source
     if name == "predictor-head":
         if student.signal_head is None and student.signal_prefix is None:
@@ -378,7 +396,7 @@ def make_source(
     if name == "random":
         if train_traces is None:
             raise InputError("decode.signal_source=random needs --train-traces FILE (the labelled training traces)")
-        return random_source(read_jsonl(train_traces, Trace), cfg.seed)
+        return random_source(read_jsonl(train_traces, Trace), cfg.seed, true)
     return NoSignals()
 
 
@@ -400,9 +418,10 @@ def decode_file(
     group = parallel.Group(w)
     device = group.device if cfg.device == "auto" and group.device is not None else device_for(cfg)
     student = student_from_folder(student_dir, device, extras.get("prompt_template"))
-    golden = golden_sequences(read_jsonl(extras["golden"], Trace)) if extras.get("golden") else None
+    true = extras.get("signals") == "true"  # build.signal_source=true: golden and random signals are the true ones
+    golden = golden_sequences(read_jsonl(extras["golden"], Trace), true) if extras.get("golden") else None
     source = None if student.follows_signals else NoSignals()
-    source = source or make_source(cfg, student, golden, extras.get("train_traces"), extras.get("predictor"))
+    source = source or make_source(cfg, student, golden, extras.get("train_traces"), extras.get("predictor"), true)
     decoder = Decoder(student, source, cfg, golden=golden)
     given = list(read_jsonl(questions, Question) if isinstance(questions, Path) else questions)
     settings = {"decode": cfg.model_dump(mode="json"), "extras": {k: str(v) for k, v in sorted(extras.items())}}
@@ -500,6 +519,8 @@ def run(cfg: Config, run_dir: Path) -> dict[str, Any]:
                     "train_traces": runs.labelled(run_dir),
                     "predictor": runs.student_dir(run_dir, v.predictor, seed) if v.predictor else None,
                 }
+                if cfg.build.signal_source == "true":
+                    extras["signals"] = "true"
                 if v.student == ORIGINAL:
                     student, extras["prompt_template"] = Path(cfg.model.base), cfg.build.prompt_template
                 else:

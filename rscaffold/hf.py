@@ -54,7 +54,10 @@ class SignalLogitsProcessor:
 
         path = Path(path)
         if not (path / BIAS_FILE).exists():
-            raise FileNotFoundError(f"{path / BIAS_FILE}: not there; only students with a signal embedding have one")
+            raise FileNotFoundError(
+                f"{path / BIAS_FILE}: not there; only students whose signal enters at the output "
+                "(signal embedding, train.signal_position=output) have one; decode the others with rscaffold"
+            )
         config = json.loads((path / "config.json").read_text())
         cap = (config.get("text_config") or config).get("final_logit_softcapping")
         return cls(load_file(str(path / BIAS_FILE))["signal_bias"], signal, cap)

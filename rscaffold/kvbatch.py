@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from rscaffold.model import Student, cache_arg, lm_logits
+from rscaffold.model import Student, cache_arg, embed_with_signals, lm_logits
 from rscaffold.schema import Question, Step
 from rscaffold.signals import Signal
 
@@ -88,16 +88,25 @@ class Batch:
         _set_kv(self.cache, _get_kv(self.cache))
         return out.last_hidden_state[:, -1]
 
-    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> Any:
+    def _forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any, signals: list | None = None
+    ) -> Any:
+        """The backbone on ``ids``; ``signals`` (same shape; -1: none) enter the input embeddings of a
+        student whose signal enters at the input (see :mod:`rscaffold.model`)."""
         kwargs = {self.kwarg: cache}
-        return self.backbone(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **kwargs)
+        tokens: dict[str, Any] = {"input_ids": ids}
+        if signals is not None and self.student.signal_input is not None:
+            at = torch.tensor(signals, device=self.device).view_as(ids)
+            tokens = {"inputs_embeds": embed_with_signals(self.backbone, ids, at, self.student.signal_input)}
+        return self.backbone(attention_mask=mask, position_ids=pos, use_cache=True, **tokens, **kwargs)
 
-    def step(self, tokens: list[int]) -> None:
-        """Feed one token per row."""
+    def step(self, tokens: list[int], signals: list[int] | None = None) -> None:
+        """Feed one token per row (``signals``: the signal each was written under, for a student whose
+        signal enters at the input; -1 for a step's last token, the boundary)."""
         ids = torch.tensor(tokens, device=self.device).unsqueeze(-1)
         pos = torch.tensor([len(r.context) for r in self.rows], device=self.device).unsqueeze(-1)
         self.mask = torch.cat([self.mask, torch.ones(len(self.rows), 1, dtype=torch.long, device=self.device)], 1)
-        out = self._forward(ids, self.mask, pos, self.cache)
+        out = self._forward(ids, self.mask, pos, self.cache, signals)
         self.cache, self.hidden = out[self.kwarg], out.last_hidden_state[:, -1]
         for row, tok in zip(self.rows, tokens, strict=True):
             row.context.append(tok)
@@ -164,8 +173,9 @@ class Batch:
         self.rows = self.rows + rows
         return list(range(first, len(self.rows)))
 
-    def shorten(self, i: int, keep: int, tokens: list[int]) -> None:
-        """Row ``i``'s context becomes its first ``keep`` tokens followed by ``tokens`` (pruning).
+    def shorten(self, i: int, keep: int, tokens: list[int], signals: list[int] | None = None) -> None:
+        """Row ``i``'s context becomes its first ``keep`` tokens followed by ``tokens`` (pruning), fed
+        with ``signals`` as :meth:`step` feeds them.
 
         The kept tokens keep their cache entries (their positions do not change); only ``tokens``
         are encoded again, at their new positions, and the row is written back left-padded.
@@ -180,7 +190,7 @@ class Batch:
         n = keep + len(tokens)
         ids = torch.tensor([tokens], device=self.device)
         pos = torch.arange(keep, n, device=self.device).unsqueeze(0)
-        out = self._forward(ids, torch.ones(1, n, dtype=torch.long, device=self.device), pos, prefix)
+        out = self._forward(ids, torch.ones(1, n, dtype=torch.long, device=self.device), pos, prefix, signals)
         width = self.mask.shape[1]
         for (k_new, v_new), (k, v) in zip(_get_kv(out[self.kwarg]), _get_kv(self.cache), strict=True):
             k[i], v[i] = _left_pad(k_new, width)[0], _left_pad(v_new, width)[0]

@@ -27,6 +27,19 @@ token of the prompt or of a step), feed that token with ``signal_ids=-1``, read 
 (:meth:`Proposer.hidden`; without soft-capping, simply ``lm_logits[:, -1] + model.signal_bias(s)``);
 feed the following tokens of the step with ``s``. The SEL sits after the last layer, so the KV cache
 never depends on the signals.
+
+Where the signal enters (``train.signal_position``, :data:`POSITIONS`):
+
+- ``output`` (the paper, above);
+- ``input``: a second table (``signal_input``, ``C x d_model``, zeros at first) is added to the input
+  embeddings of the step's tokens, so every layer sees the signal while the step is written. The
+  boundary token is the exception: the head reads its state, which must not depend on the signal it
+  predicts, so it is fed without one, and the step's first token, written there, gets the SEL's bias
+  alone (the SEL acts at the boundaries only). Decoding feeds each token with the signal it was written
+  under (the boundary with -1, as above), so the KV cache holds the signals of the steps written so far;
+  in training the boundaries are the positions with a ``signal_target``;
+- ``prefix``: no SEL; the signal's name is written as text before the step (``signals.SIGNAL_TEXT``),
+  fed by the decoder, and the head predicts it.
 """
 
 from __future__ import annotations
@@ -57,6 +70,8 @@ SIGNAL_SET_VERSION = "2509.23619-v2"
 META_FILE = "rscaffold_student.json"
 SIGNAL_FILE = "signal_layers.safetensors"
 FORMAT_VERSION = 1
+POSITIONS = ("output", "input", "prefix")
+"""Where the signal enters the student (``train.signal_position``; see the module docstring)."""
 DEFAULT_ANSWER_BUDGET = 256
 """Answer tokens of a student whose training answers were not measured."""
 
@@ -77,25 +92,48 @@ class Losses(NamedTuple):
 class Proposer(nn.Module):
     """A causal LM with the paper's signal embedding layer and signal head (Sec. 3.2)."""
 
-    def __init__(self, lm: nn.Module, num_signals: int = len(Signal), sel: bool = True, head: bool = True):
+    def __init__(
+        self,
+        lm: nn.Module,
+        num_signals: int = len(Signal),
+        sel: bool = True,
+        head: bool = True,
+        position: str = "output",
+    ):
         super().__init__()
-        self.lm = lm
+        if position not in POSITIONS:
+            raise ValueError(f"signal position {position!r}: expected one of {', '.join(POSITIONS)}")
+        self.lm, self.position = lm, position
         d = self.base_lm().config.hidden_size
+        sel = sel and position != "prefix"
         # Zeros: a fresh SEL leaves a pretrained model's distribution untouched.
         self.signal_embedding = nn.Embedding(num_signals, d, _weight=torch.zeros(num_signals, d)) if sel else None
+        self.signal_input = (
+            nn.Embedding(num_signals, d, _weight=torch.zeros(num_signals, d)) if sel and position == "input" else None
+        )
         self.signal_head = nn.Linear(d, num_signals) if head else None
 
     def base_lm(self) -> nn.Module:
         """The Hugging Face causal LM (inside the LoRA wrapper, if any: its layers carry the adapters)."""
         return self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
 
-    def hidden(self, input_ids, attention_mask=None, past_key_values=None, use_cache=False, position_ids=None):
-        """The backbone's last hidden state (after the final norm) and its KV cache."""
+    def hidden(
+        self,
+        input_ids,
+        attention_mask=None,
+        past_key_values=None,
+        use_cache=False,
+        position_ids=None,
+        input_signals=None,
+    ):
+        """The backbone's last hidden state (after the final norm) and its KV cache; ``input_signals``
+        (signal position ``input``): the signal added to each position's input embedding (-1: none)."""
         decoder = self.base_lm().get_decoder()
         cache = {cache_arg(decoder): past_key_values} if past_key_values is not None else {}
-        out = decoder(
-            input_ids=input_ids, attention_mask=attention_mask, use_cache=use_cache, position_ids=position_ids, **cache
-        )
+        tokens = {"input_ids": input_ids}
+        if self.signal_input is not None and input_signals is not None:
+            tokens = {"inputs_embeds": embed_with_signals(decoder, input_ids, input_signals, self.signal_input.weight)}
+        out = decoder(attention_mask=attention_mask, use_cache=use_cache, position_ids=position_ids, **tokens, **cache)
         # transformers 5 names the field `cache` (and warns when `past_key_values` is read); 4.x `past_key_values`
         name = "cache" if "cache" in getattr(type(out), "__dataclass_fields__", {}) else "past_key_values"
         return out.last_hidden_state, out.get(name)
@@ -104,11 +142,7 @@ class Proposer(nn.Module):
         """``h + SEL[signal]`` where a signal is given (id >= 0), ``h`` elsewhere."""
         if self.signal_embedding is None or signal_ids is None:
             return h
-        # A one-hot product: id -1 wraps to an all-zero column, there is no host sync, and the backward
-        # is a small matmul (an embedding's backward scatters thousands of rows into C with atomics).
-        weight = self.signal_embedding.weight
-        onehot = F.one_hot(signal_ids % (len(weight) + 1), len(weight) + 1)[..., :-1]
-        return h + onehot.to(h.dtype) @ weight.to(h.dtype)
+        return h + signal_vectors(signal_ids, self.signal_embedding.weight, h.dtype)
 
     def forward(
         self,
@@ -123,13 +157,28 @@ class Proposer(nn.Module):
     ) -> Output | Losses:
         """Without ``labels``: ``Output(lm_logits, signal_logits, past_key_values)`` (see the module
         docstring). With ``labels`` (training): ``Losses(token, signal)``; the LM head then runs only
-        at the supervised positions, not over the whole prompt."""
-        h, cache = self.hidden(input_ids, attention_mask, past_key_values, use_cache, position_ids)
+        at the supervised positions, not over the whole prompt.
+
+        Signal position ``input``: the boundaries are the positions with a ``signal_targets`` id; there
+        the signal goes to the output (the SEL), elsewhere to the input. Without ``signal_targets`` every
+        given id goes to the input and none to the output: the caller feeds a boundary with -1 and adds
+        :meth:`signal_bias` to the logits of a step's first token, as decoding does."""
+        signal_ids, input_signals = self.placed(signal_ids, signal_targets)
+        h, cache = self.hidden(input_ids, attention_mask, past_key_values, use_cache, position_ids, input_signals)
         if labels is not None:
             return self._losses(h, signal_ids, labels, signal_targets)
         logits = lm_logits(self.base_lm(), self.with_signal(h, signal_ids))
         signal_logits = self.signal_head(h) if self.signal_head is not None else None
         return Output(logits, signal_logits, cache)
+
+    def placed(self, signal_ids, signal_targets):
+        """``(output ids, input ids)``: where each position's signal enters (see :meth:`forward`)."""
+        if self.signal_input is None or signal_ids is None:
+            return signal_ids, None
+        if signal_targets is None:
+            return None, signal_ids
+        boundary = signal_targets != IGNORE
+        return signal_ids.masked_fill(~boundary, -1), signal_ids.masked_fill(boundary, -1)
 
     def _losses(self, h, signal_ids, labels, signal_targets) -> Losses:
         """L_token over the step tokens (position p predicts token p + 1) and L_signal at the boundaries."""
@@ -157,6 +206,21 @@ class Proposer(nn.Module):
         e = self.signal_embedding.weight.to(head.weight.dtype)
         bias = head(e) - head(torch.zeros_like(e))
         return bias if signal is None else bias[signal]
+
+
+def signal_vectors(signal_ids: torch.Tensor, weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``weight[signal_ids]``, zeros where the id is -1. A one-hot product: id -1 wraps to an all-zero
+    column, there is no host sync, and the backward is a small matmul (an embedding's backward scatters
+    thousands of rows into C with atomics)."""
+    onehot = F.one_hot(signal_ids % (len(weight) + 1), len(weight) + 1)[..., :-1]
+    return onehot.to(dtype) @ weight.to(dtype)
+
+
+def embed_with_signals(decoder: nn.Module, input_ids, input_signals, weight: torch.Tensor) -> torch.Tensor:
+    """The backbone's input embeddings of ``input_ids`` (its own embedding module, scaling included,
+    e.g. Gemma 3's) plus the signal vectors ``weight[input_signals]`` (signal position ``input``)."""
+    embeds = decoder.get_input_embeddings()(input_ids)
+    return embeds + signal_vectors(input_signals, weight, embeds.dtype)
 
 
 def empty_copy(model: nn.Module) -> nn.Module:
@@ -202,8 +266,9 @@ def cache_arg(decoder: nn.Module) -> str:
     return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
 
-def make_student(lm: nn.Module, model_cfg: ModelConfig, sel: bool, head: bool) -> Proposer:
-    """Wrap a base causal LM: LoRA through peft when configured, then the SEL and the head."""
+def make_student(lm: nn.Module, model_cfg: ModelConfig, sel: bool, head: bool, position: str = "output") -> Proposer:
+    """Wrap a base causal LM: LoRA through peft when configured, then the SEL and the head, the signal
+    entering at ``position`` (:data:`POSITIONS`)."""
     if model_cfg.uses_lora(sum(p.numel() for p in lm.parameters())):
         from peft import LoraConfig, get_peft_model
 
@@ -215,7 +280,7 @@ def make_student(lm: nn.Module, model_cfg: ModelConfig, sel: bool, head: bool) -
             task_type="CAUSAL_LM",
         )
         lm = get_peft_model(lm, lora)
-    return Proposer(lm, sel=sel, head=head)
+    return Proposer(lm, sel=sel, head=head, position=position)
 
 
 def lora_targets(lm: nn.Module, targets: list[str]) -> list[str]:
@@ -246,6 +311,7 @@ def student_meta(recipe: str, model: Proposer, info: dict[str, Any], extra: dict
         "signals": [TITLES[s] for s in Signal],
         "signal_embedding": model.signal_embedding is not None,
         "signal_head": model.signal_head is not None,
+        "signal_position": model.position,
         **info,
         **extra,
     }
@@ -267,10 +333,13 @@ def save_student(model: Proposer, tokenizer: Any, out_dir: str | Path, meta: dic
         tokenizer = copy.copy(tokenizer)  # the caller's tokenizer stays as it was
         tokenizer.chat_template = chat_template(meta["prompt_template"])
     tokenizer.save_pretrained(str(out))
-    layers = {f"{name}.{k}": v for name in ("signal_embedding", "signal_head") for k, v in _state(model, name).items()}
+    names = ("signal_embedding", "signal_input", "signal_head")
+    layers = {f"{name}.{k}": v for name in names for k, v in _state(model, name).items()}
     if layers:
         save_file({k: v.detach().contiguous().cpu() for k, v in layers.items()}, str(out / SIGNAL_FILE))
-    if model.signal_embedding is not None:  # for plain transformers: rscaffold.hf.SignalLogitsProcessor
+    # For plain transformers (rscaffold.hf.SignalLogitsProcessor): a bias on every token is the student
+    # only when the signal enters at the output; one entering at the input needs rscaffold's decoder.
+    if model.signal_embedding is not None and model.position == "output":
         save_file({"signal_bias": model.signal_bias().float().contiguous().cpu()}, str(out / "signal_bias.safetensors"))
     meta = {**meta, "weights": "adapter" if adapter else "full"}
     (out / META_FILE).write_text(json.dumps(meta, indent=2))
@@ -295,7 +364,8 @@ def load_student(path: str | Path, device: str | torch.device | None = None) -> 
         lm = PeftModel.from_pretrained(base, str(path))
     else:
         lm = load_causal_lm(str(path), dtype="float32")
-    model = Proposer(lm, len(meta["signals"]), meta["signal_embedding"], meta["signal_head"])
+    position = meta.get("signal_position", "output")
+    model = Proposer(lm, len(meta["signals"]), meta["signal_embedding"], meta["signal_head"], position)
     if (path / SIGNAL_FILE).exists():
         missing, _ = model.load_state_dict(load_file(str(path / SIGNAL_FILE)), strict=False)
         assert not [k for k in missing if k.startswith("signal_")], missing
@@ -357,7 +427,7 @@ def model_card(meta: dict[str, Any]) -> str:
             'signal = SignalLogitsProcessor.from_pretrained("DIR", "reasoning")\n'
             'out = model.generate(**tok(prompt, return_tensors="pt"), logits_processor=[signal], max_new_tokens=64)\n'
             "```\n\n"
-            if meta.get("signal_embedding")
+            if meta.get("signal_embedding") and meta.get("signal_position", "output") == "output"
             else ""
         )
         + f"Prompt template: `{meta.get('prompt_template', '')!r}`.\n"
@@ -394,6 +464,9 @@ class Student:
     answer_budget: int | None = None
     """Tokens of a guided answer when ``decode.max_answer_tokens`` is None (from the training answers;
     None: :data:`DEFAULT_ANSWER_BUDGET`)."""
+    signal_input: torch.Tensor | None = None
+    """Signal position ``input``: the table added to the input embeddings (C, d_model); ``signal_bias``
+    then applies to the first token of each step only (see the module docstring)."""
 
     @property
     def follows_signals(self) -> bool:
@@ -427,6 +500,7 @@ def student_from_folder(path: str | Path, device: str | None = None, prompt_temp
         add_bos=bool(meta.get("add_bos", False)),
         signal_prefix=prefix,
         answer_budget=answer_budget(meta),
+        signal_input=model.signal_input.weight.detach() if model.signal_input is not None else None,
     )
 
 

@@ -188,20 +188,27 @@ class GenerativePredictor:
         return _top(self.probs(rows))
 
 
-def golden_sequences(traces: Iterable[Any]) -> dict[str, list[Signal | None]]:
-    """The teacher's signal sequence (thinking steps) of each question, from labelled traces."""
-    return {t.question_id: [s.signal for s in t.steps if s.signal is not Signal.RESPONSE] for t in traces}
+def _signals(trace: Any, true: bool) -> list[Signal | None]:
+    """A trace's step signals: as labelled, or (``true``) the testbed's true signals where known, as
+    ``build.signal_source=true`` trains on them."""
+    return [s.true_signal if true and s.true_signal is not None else s.signal for s in trace.steps]
 
 
-def random_source(traces: Iterable[Any], seed: int = 0) -> RandomSignals:
+def golden_sequences(traces: Iterable[Any], true: bool = False) -> dict[str, list[Signal | None]]:
+    """The teacher's signal sequence (thinking steps) of each question, from labelled traces (``true``:
+    the true signals, see :func:`_signals`)."""
+    return {t.question_id: [s for s in _signals(t, true) if s is not Signal.RESPONSE] for t in traces}
+
+
+def random_source(traces: Iterable[Any], seed: int = 0, true: bool = False) -> RandomSignals:
     """Random signals that match the training traces' signal distribution and step counts."""
     counts: dict[Signal, int] = {}
     lengths = []
     for t in traces:
-        thinking = [s for s in t.steps if s.signal is not Signal.RESPONSE]
+        thinking = [s for s in _signals(t, true) if s is not Signal.RESPONSE]
         lengths.append(len(thinking))
         for s in thinking:
-            if s.signal is not None:
-                counts[s.signal] = counts.get(s.signal, 0) + 1
+            if s is not None:
+                counts[s] = counts.get(s, 0) + 1
     total = sum(counts.values()) or 1
     return RandomSignals({s: n / total for s, n in sorted(counts.items())}, lengths, seed)

@@ -103,12 +103,23 @@ def load_records(data_dir: Path, recipe: str, cfg: TrainConfig) -> list[dict[str
         import random
 
         records = random.Random(cfg.seed).sample(records, cfg.max_examples)
-    if cfg.signal_as_text and RECIPES[recipe].get("proposer"):
-        for r in records:
-            r["segments"] = [
-                {"text": SIGNAL_TEXT.format(title=TITLES[Signal(s["signal"])]) + s["text"], "signal": -1}
-                for s in r["segments"]
-            ]
+    if (cfg.signal_as_text or cfg.signal_position == "prefix") and RECIPES[recipe].get("proposer"):
+        with_signal_text(records, keep_signals=not cfg.signal_as_text)
+    return records
+
+
+def with_signal_text(records: list[dict[str, Any]], keep_signals: bool) -> list[dict[str, Any]]:
+    """Each step of proposer records after its signal's name (``signals.SIGNAL_TEXT``), in place: the
+    signal-as-text ablation (``keep_signals=False``: no signal ids, no head targets) and signal position
+    ``prefix`` (the ids stay: the head learns to predict the signal at each boundary)."""
+    for r in records:
+        r["segments"] = [
+            {
+                "text": SIGNAL_TEXT.format(title=TITLES[Signal(s["signal"])]) + s["text"],
+                "signal": s["signal"] if keep_signals else -1,
+            }
+            for s in r["segments"]
+        ]
     return records
 
 
@@ -414,7 +425,8 @@ def train(
     state = accelerator.get_state_dict(model)  # every process takes part: FSDP and ZeRO-3 gather the shards
     if accelerator.is_main_process:
         student = filled(skeleton, state)
-        extra = {**layout(data_dir), "train": summary, "signal_as_text": cfg.signal_as_text, "signal_text": SIGNAL_TEXT}
+        as_text = cfg.signal_as_text or (cfg.signal_position == "prefix" and bool(RECIPES[recipe].get("proposer")))
+        extra = {**layout(data_dir), "train": summary, "signal_as_text": as_text, "signal_text": SIGNAL_TEXT}
         extra["answer_tokens"] = answers  # decode's default answer budget covers these
         meta = student_meta(recipe, student, info, extra)
         merge = model_cfg.save == "merged" or info["base"] == "tiny"  # a random base cannot be rebuilt
@@ -437,7 +449,7 @@ def prepare_student(accelerator, recipe: str, cfg: TrainConfig, model_cfg: Model
     proposer = bool(RECIPES[recipe].get("proposer"))
     signals = proposer and not cfg.signal_as_text
     sel, head = signals and not cfg.no_signal_embedding, signals and not cfg.no_signal_head
-    model = make_student(lm, model_cfg, sel=sel, head=head)
+    model = make_student(lm, model_cfg, sel=sel, head=head, position=cfg.signal_position if proposer else "output")
     encode = encode_proposer if proposer else encode_pair
     examples = [encode(r, tokenizer, info["add_bos"], cfg.max_length) for r in records]
     return model, tokenizer, info, examples, answer_tokens(answer_texts(records), tokenizer)

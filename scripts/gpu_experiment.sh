@@ -10,6 +10,11 @@
 #   scripts/gpu_experiment.sh 'experiment.seeds=[0]'    # trailing KEY=VALUE override the config
 #   DRY_RUN=1 scripts/gpu_experiment.sh           # checks and the config only; trains nothing
 #   CONFIG=experiment scripts/gpu_experiment.sh decode.batch_size=512 train.bf16=false   # another config
+#   GRID=1 scripts/gpu_experiment.sh              # the signal-mechanism grid, config gpu-grid: runs/gpu-grid
+#
+# With GRID=1 it runs `rscaffold grid --config gpu-grid` instead: the grid of config/grid.yaml (three
+# teacher settings x three signal positions x four signal sources, long-thinking and CoT SFT, 3 seeds)
+# with about 7x the training problems and 500 questions per split; not yet run on a GPU either.
 #
 # Needs Python >= 3.11 with torch (CUDA), transformers, accelerate, peft and tokenizers, and this
 # repository (run from anywhere; it is not installed: `python -m rscaffold.cli` with the repository on
@@ -37,10 +42,13 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 PY=$(command -v "${PYTHON:-python3}")
 [[ $PY == /* ]] || PY=$ROOT/$PY
-RUN=$(realpath -m "${RUN:-runs/gpu}")
+GRID=${GRID:-}
+RUN=$(realpath -m "${RUN:-runs/gpu${GRID:+-grid}}")
 DEPS=$(realpath -m "${DEPS:-$RUN/deps}")
 WHEELS=${WHEELS:-}
-CONFIG=${CONFIG:-gpu}
+CONFIG=${CONFIG:-gpu${GRID:+-grid}}
+COMMAND=${GRID:+grid}
+COMMAND=${COMMAND:-demo}
 say() { echo "[gpu-experiment $(date +%H:%M:%S)] $*" >&2; }
 mkdir -p "$RUN"
 LOG=$RUN/gpu_experiment.log
@@ -98,7 +106,7 @@ print(f"config {sys.argv[1]}: seeds {c.experiment.seeds}, {c.testbed.train} trai
       f"{len(c.experiment.students)} students, {len(c.experiment.variants)} decoding variants, decode batch {c.decode.batch_size}")
 PY
 if [[ -n "${DRY_RUN:-}" ]]; then
-  say "dry run: would run $RS demo --config $CONFIG --run-dir $RUN $*"
+  say "dry run: would run $RS $COMMAND --config $CONFIG --run-dir $RUN $*"
   exit 0
 fi
 if ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then
@@ -116,10 +124,10 @@ fi
 STARTED=$SECONDS
 touch "$RUN/.started"
 set +e
-"$RS" demo --config "$CONFIG" --run-dir "$RUN" "$@" 2>&1 | tee -a "$LOG"
+"$RS" "$COMMAND" --config "$CONFIG" --run-dir "$RUN" "$@" 2>&1 | tee -a "$LOG"
 CODE=${PIPESTATUS[0]}
 set -e
-say "demo exited $CODE after $((SECONDS - STARTED)) s"
+say "$COMMAND exited $CODE after $((SECONDS - STARTED)) s"
 if [[ $CODE -ne 0 && $RUN/headline.json -nt $RUN/.started && "$LACKING" == *matplotlib* ]]; then  # only the report failed
   "$PY" -c "import json, sys; from rscaffold.report.headline import format_headline; print(format_headline(json.load(open(sys.argv[1]))))" \
     "$RUN/headline.json" | tee -a "$LOG"
@@ -129,7 +137,8 @@ fi
 # 5. Results back to the caller.
 if [[ -n "${OUT:-}" ]]; then
   mkdir -p "$OUT/gpu"
-  for f in headline.json results.json manifest.json config.yaml gpu_experiment.log build/stats.json; do
+  for f in headline.json results.json manifest.json config.yaml gpu_experiment.log build/stats.json \
+      grid.json grid.md grid.png {realistic,clean,informative}/{headline.json,results.json,manifest.json}; do
     [[ -f $RUN/$f ]] && cp "$RUN/$f" "$OUT/gpu/${f//\//_}"
   done
   for d in scored report; do

@@ -38,6 +38,7 @@ from rscaffold.config.experiment import (
     ExperimentStudent,
     ExperimentVariant,
     FaultConfig,
+    GridConfig,
     ReportConfig,
     ServeConfig,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "ExperimentVariant",
     "FaultConfig",
     "GenerateConfig",
+    "GridConfig",
     "HfTeacherConfig",
     "ImportConfig",
     "ImportFields",
@@ -141,6 +143,7 @@ class Config(Section):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
+    grid: GridConfig = Field(default_factory=GridConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
 

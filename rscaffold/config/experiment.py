@@ -115,6 +115,35 @@ class ExperimentConfig(_Section):
     probe: bool = Field(True, description="Print the base model's look-up probe per format (testbed bases).")
 
 
+class GridConfig(_Section):
+    """The signal-mechanism grid (``rscaffold grid``): the experiment run once per testbed setting."""
+
+    settings: list[Literal["realistic", "clean", "informative"]] = Field(
+        ["realistic", "clean", "informative"],
+        min_length=1,
+        description="Settings of the scripted teacher; each is a run in <grid folder>/<setting>.",
+    )
+    positions: list[str] = Field(
+        ["output", "input", "prefix"],
+        description="Experiment students that are the rows of the grid's table (one per signal position).",
+    )
+    sources: list[str] = Field(
+        ["golden", "predictor-gate", "random", "none"], description="Their variants, in the table's order."
+    )
+    baselines: list[str] = Field(
+        ["long-sft__free", "cot-sft__free"], description="Baseline rows (<student>__<variant>)."
+    )
+    predictability_traces: int = Field(
+        1000, ge=0, description="Training traces per setting the reference predictor reads (0: leave it out)."
+    )
+    processes: int = Field(
+        1,
+        ge=1,
+        description="Settings run at once, each in its own process (small students on CPUs or one GPU are bound "
+        "by per-token overhead, so two processes on two cores do nearly twice the work).",
+    )
+
+
 class EvaluateConfig(BaseModel):
     """How answers are scored and how the intervals are drawn."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 RECIPES = ("scaffold", "scaffold-pruned", "predictor", "cot-sft", "oracle-cot", "long-sft", "answer-sft", "pretrain")
 """The training recipes (what each learns from: ``train.RECIPES``)."""
@@ -120,6 +120,12 @@ class TrainConfig(BaseModel):
     no_signal_head: bool = Field(False, description="Ablation: no signal head (lambda = 0).")
     no_signal_embedding: bool = Field(False, description="Ablation: no signal embedding layer.")
     signal_as_text: bool = Field(False, description="Ablation: the signal as a text prefix of each step, no SEL/head.")
+    signal_position: Literal["output", "input", "prefix"] = Field(
+        "output",
+        description="Where the signal enters a proposer: output (the paper: added to the last hidden state), "
+        "input (added to the input embeddings of the step's tokens) or prefix (its name as text before the step); "
+        "each with the signal head.",
+    )
     max_length: int = Field(1024, ge=16, description="Longest training sequence in tokens (longer ones are cut).")
     bucket: bool = Field(True, description="Batch sequences of similar length (less padding).")
     bf16: bool | None = Field(
@@ -142,6 +148,15 @@ class TrainConfig(BaseModel):
         None,
         description="Predictor recipe: the trained proposer's folder (a run: its scaffold of the same seed).",
     )
+
+    @model_validator(mode="after")
+    def _one_text_prefix(self) -> TrainConfig:
+        if self.signal_as_text and self.signal_position != "output":
+            raise ValueError(
+                "train.signal_as_text (the ablation without signal layers) and train.signal_position="
+                f"{self.signal_position}: choose one (signal_position=prefix keeps the signal head)"
+            )
+        return self
 
 
 class DecodeConfig(BaseModel):
