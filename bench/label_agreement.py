@@ -26,8 +26,10 @@ SETS = ("qwen3_thinking_traces", "thought_anchors_math", "thought_branches_faith
 POLICIES = {
     "paper keywords": ["--policy", "keywords", "--lexicon", "paper"],
     "extended keywords": ["--policy", "keywords", "--lexicon", "extended"],
-    "default (paper keywords + shipped labeller)": [],
+    "paper keywords + distant labeller (overrule 0.9)": ["--learned", "distant", "label.learned_overrule=0.9"],
+    "default (paper keywords + context labeller)": [],
 }
+"""The distant labeller with overrule 0.9 was the default policy before the context labeller."""
 
 
 def rscaffold(*args: str) -> None:
@@ -42,24 +44,24 @@ def main() -> None:
     reference = reference_labels(JUDGED, held_out=not args.all)
     tmp = Path(tempfile.mkdtemp(prefix="rscaffold-agreement-"))
     pooled: dict[str, Counter] = {name: Counter() for name in POLICIES}
-    print(f"{'policy':<46} {'set':<30} {'steps':>5} {'labelled':>8} {'agree':>6} {'kappa':>6} {'contrast recall':>15}")
+    print(f"{'policy':<50} {'set':<30} {'steps':>5} {'labelled':>8} {'agree':>6} {'kappa':>6} {'contrast recall':>15}")
     for s in SETS:
         traces, segmented = tmp / f"{s}.traces.jsonl", tmp / f"{s}.segmented.jsonl"
         rscaffold("import", "--input", str(args.shared / "traces" / s / "traces.jsonl"), "--output", str(traces))
         rscaffold("segment", "--input", str(traces), "--output", str(segmented))
-        for name, options in POLICIES.items():
-            labelled = tmp / f"{s}.{len(options)}.labelled.jsonl"
+        for k, (name, options) in enumerate(POLICIES.items()):
+            labelled = tmp / f"{s}.{k}.labelled.jsonl"
             rscaffold("label", "--input", str(segmented), "--output", str(labelled), *options)
             a = against_reference(labelled, reference)
             pooled[name].update({(r, c): n for r, c, n in a["pairs"]})
-            print(f"{name:<46} {s:<30} {a['steps']:>5} {a['compared']:>8} {a['agreement']:>6.3f} {a['kappa']:>6.3f} "
+            print(f"{name:<50} {s:<30} {a['steps']:>5} {a['compared']:>8} {a['agreement']:>6.3f} {a['kappa']:>6.3f} "
                   f"{a['recall'].get('contrast', float('nan')):>15.3f}")  # fmt: skip
     for name, pairs in pooled.items():
         n = sum(pairs.values())
         labelled = sum(v for (_, b), v in pairs.items() if b != "none")
         agree = sum(v for (a, b), v in pairs.items() if a == b) / n
         contrast = pairs[("contrast", "contrast")] / max(1, sum(v for (a, _), v in pairs.items() if a == "contrast"))
-        print(f"{name:<46} {'pooled':<30} {n:>5} {labelled:>8} {agree:>6.3f} {kappa(pairs):>6.3f} {contrast:>15.3f}")
+        print(f"{name:<50} {'pooled':<30} {n:>5} {labelled:>8} {agree:>6.3f} {kappa(pairs):>6.3f} {contrast:>15.3f}")
     keyword_table()
 
 

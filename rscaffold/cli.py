@@ -38,8 +38,8 @@ from rscaffold import (
 )
 from rscaffold.benchmarks import load_questions
 from rscaffold.config import RECIPES, SOURCES, Config, load_config, shipped_config
-from rscaffold.label.learned import add_train_labeller_arguments, cmd_train_labeller
 from rscaffold.label.quality import add_label_report_arguments, cmd_label_report
+from rscaffold.label.training import add_train_labeller_arguments, cmd_train_labeller
 from rscaffold.report import write_report
 from rscaffold.report.headline import format_headline
 from rscaffold.schema import InputError, Question
@@ -353,7 +353,9 @@ def _stage_parsers(sub: Any) -> None:
 
     lab = sub.add_parser("label", help="label each step with a signal: keywords, then judge and/or learned labeller")
     lab.add_argument("--lexicon", help=f"keyword lexicon: {', '.join(LEXICONS)} or a TSV path (label.lexicon)")
-    lab.add_argument("--learned", metavar="MODEL", help="learned labeller: default, a folder, or none (label.learned)")
+    lab.add_argument(
+        "--learned", metavar="MODEL", help="learned labeller: default, distant, a folder, or none (label.learned)"
+    )
     lab.add_argument(
         "--policy", choices=sorted(label.POLICIES), help="which stages label: keywords, then judge and/or learned"
     )
@@ -424,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lab_m = sub.add_parser("labeller", help="the learned labeller")
     lab_sub = lab_m.add_subparsers(dest="action", required=True, metavar="ACTION")
-    lab_train = lab_sub.add_parser("train", help="train a learned labeller (distant supervision from keywords)")
+    lab_train = lab_sub.add_parser("train", help="train a learned labeller (--judged: the context kind; else distant)")
     add_train_labeller_arguments(lab_train)
     lab_train.set_defaults(func=cmd_train_labeller)
 

@@ -24,14 +24,19 @@ def _trace() -> Trace:
 
 
 class FakeLearned:
-    """Says ``signal`` with probability ``p`` for every step it sees."""
+    """Says ``signal`` with probability ``p`` for every step it is asked about; records the texts it read
+    and, per prediction, the step's index and the previous step's signal it was given."""
 
     def __init__(self, signal: Signal, p: float):
-        self.signal, self.p, self.seen = signal, p, []
+        self.signal, self.p, self.seen, self.asked = signal, p, [], []
 
-    def predict(self, texts: list[str]) -> list[tuple[Signal, float]]:
+    def read(self, texts: list[str]) -> FakeLearned:
         self.seen.append(list(texts))
-        return [(self.signal, self.p)] * len(texts)
+        return self
+
+    def predict(self, i: int, previous: Signal | None) -> tuple[Signal, float]:
+        self.asked.append((i, previous))
+        return self.signal, self.p
 
 
 def _label(cfg: LabelConfig, **kw) -> Trace:
@@ -48,13 +53,36 @@ def test_keywords_only_is_stage_one():
 
 def test_learned_labels_the_rest_and_records_confidence():
     counts: Counter[str] = Counter()
-    out = next(
-        run_policy([_trace()], LabelConfig(learned=None), learned=FakeLearned(Signal.OPINION, 0.6), counts=counts)
-    )
+    cfg = LabelConfig(learned=None, learned_overrule=0.9)
+    out = next(run_policy([_trace()], cfg, learned=FakeLearned(Signal.OPINION, 0.6), counts=counts))
     assert [(s.signal, s.labelled_by, s.confidence) for s in out.steps[1:3]] == [(Signal.OPINION, "learned", 0.6)] * 2
     assert out.steps[0].signal is Signal.CONTRAST  # 0.6 < learned_overrule
     assert out.steps[3].signal is Signal.RESPONSE
     assert counts == Counter({"keyword": 1, "learned": 2})
+
+
+def test_learned_reads_left_to_right_with_the_labels_given_so_far():
+    learned = FakeLearned(Signal.OPINION, 0.6)
+    _label(LabelConfig(learned=None, learned_overrule=None), learned=learned)
+    assert learned.asked == [(1, Signal.CONTRAST), (2, Signal.OPINION)]  # the keyword's, then its own label
+    learned = FakeLearned(Signal.OPINION, 0.95)
+    _label(LabelConfig(learned=None, learned_overrule=0.9), learned=learned)
+    assert learned.asked == [(0, None), (1, Signal.OPINION), (2, Signal.OPINION)]  # step 0 overruled first
+
+
+def test_shipped_labeller_reads_the_previous_step():
+    """The same step after a computation and after a stated result: the default policy labels it by its context."""
+    after_computing = _label_texts(["Let me add them: 2 + 3 = 5.", "Yes."])
+    after_result = _label_texts(["Therefore, the total is 5.", "Yes."])
+    assert [s.signal for s in after_computing.steps] == [Signal.REASONING, Signal.REASONING]
+    assert [s.signal for s in after_result.steps] == [Signal.CONCLUSION, Signal.CONCLUSION]
+    assert after_result.steps[1].labelled_by == "learned"
+
+
+def _label_texts(texts: list[str]) -> Trace:
+    steps = [Step(text=t, sep="\n\n") for t in texts]
+    trace = Trace(question_id="q", thinking="\n\n".join(texts), steps=steps)
+    return next(iter(run_policy([trace], LabelConfig())))
 
 
 def test_learned_min_confidence_leaves_unsure_steps_unlabelled():
@@ -96,7 +124,7 @@ def test_judge_then_learned_with_judge_threshold():
         (Signal.CONTRAST, "judge"),
         (Signal.CONCLUSION, "learned"),  # the unsure judge label was dropped, the learned labeller took it
     ]
-    assert learned.seen == [["The sum is 7."]]
+    assert learned.seen == [TEXTS] and learned.asked == [(2, Signal.CONTRAST)]  # after the judge's label
 
 
 def test_judge_on_needs_a_judge():

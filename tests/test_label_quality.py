@@ -11,7 +11,7 @@ import pytest
 
 from rscaffold.config import LabelConfig
 from rscaffold.label import run_policy
-from rscaffold.label.learned import scripted_traces
+from rscaffold.label.fit import scripted_traces
 from rscaffold.label.quality import (
     FUNCTION_TAGS,
     JUDGED,
@@ -121,9 +121,14 @@ def test_mapping_covers_every_tag_of_the_shared_chunks(shared_traces):
     assert seen <= set(FUNCTION_TAGS)
 
 
-def test_command_prints_the_labellers_held_out_accuracy(capsys):
+def test_command_prints_the_labellers_held_out_scores_under_a_heading_per_kind(capsys):
     assert cmd_label_report(_args(labeller="default")) == 0
-    assert "keyword/real" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "against the judge on held-out judged steps" in text and "learned_overrule 0.5" in text
+    assert "judge/thought_anchors_math" in text and "kappa" in text
+    assert cmd_label_report(_args(labeller="distant")) == 0
+    text = capsys.readouterr().out
+    assert "keyword removed" in text and "keyword/real" in text and "judge" not in text
 
 
 def _trace(qid: str, signals: list[Signal | None]) -> Trace:

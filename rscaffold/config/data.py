@@ -16,6 +16,9 @@ from rscaffold.testbed import phrasing
 CACHE_PATH = "~/.cache/rscaffold/responses.sqlite"
 SECRET_FIELDS = frozenset({"api_key_env", "base_url"})
 """Fields where a key typed by mistake would land: their errors never echo the value."""
+SHIPPED_LABELLERS = ("default", "distant")
+"""Learned labellers shipped in ``rscaffold/label/labellers/``, by name: the context labeller (the default
+policy's) and the distant labeller it replaced."""
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -271,17 +274,19 @@ class LabelConfig(BaseModel):
         description="Judge labels reported below this confidence are dropped (the stage-1 label returns).",
     )
     learned: str | None = Field(
-        "default", description="Learned labeller: default (the shipped one), a folder, or null for none."
+        "default",
+        description="Learned labeller: default (the shipped context labeller), distant (the earlier shipped one), "
+        "a folder, or null for none.",
     )
     learned_min_confidence: float = Field(
         0.0, ge=0, le=1, description="The learned labeller labels an unlabelled step only at or above this probability."
     )
     learned_overrule: float | None = Field(
-        0.9,
+        0.5,
         ge=0,
         le=1,
         description="The learned labeller replaces a keyword label it disagrees with at or above this probability; "
-        "null: never.",
+        "null: never. 0.5: chosen with the shipped labeller by cross-validation on the judged train split.",
     )
 
     @field_validator("lexicon")
@@ -297,8 +302,9 @@ class LabelConfig(BaseModel):
     def _known_labeller(cls, value: str | None) -> str | None:
         if value in (None, "none", "null", ""):
             return None
-        if value != "default" and not is_file(str(Path(value) / "labeller.json")):
-            raise ValueError(f"expected default, null or a folder with labeller.json, got {value!r}")
+        if value not in SHIPPED_LABELLERS and not is_file(str(Path(value) / "labeller.json")):
+            names = ", ".join(SHIPPED_LABELLERS)
+            raise ValueError(f"expected {names}, null or a folder with labeller.json, got {value!r}")
         return value
 
 

@@ -8,7 +8,9 @@ The labelling policy, in order:
    configured to see; its labels below ``judge_min_confidence`` are dropped again;
 3. **learned labeller** ([ours], :mod:`rscaffold.label.learned`): labels the steps still unlabelled when its
    probability reaches ``learned_min_confidence``, and overrules a keyword label it disagrees with when
-   its probability reaches ``learned_overrule`` (the role the paper gives its judge).
+   its probability reaches ``learned_overrule`` (the role the paper gives its judge). The shipped one reads
+   each step with its preceding context, so a trace is labelled left to right: the previous step's signal
+   is the one the policy has given it.
 
 The answer step keeps Response Generation (``labelled_by="structure"``). Every step records how it
 was labelled and with what confidence; steps no stage labels keep ``signal = None``.
@@ -98,16 +100,22 @@ def _learned_label(step: Step, signal: Signal, p: float, cfg: LabelConfig, count
     return step
 
 
+def _wanted(step: Step, cfg: LabelConfig) -> bool:
+    """Whether the policy may change this step's label (it is unlabelled, or a keyword label it may overrule)."""
+    return step.signal is None or (step.labelled_by == "keyword" and cfg.learned_overrule is not None)
+
+
 def apply_learned(trace: Trace, learned, cfg: LabelConfig, counts: Counter[str]) -> Trace:
-    """The label policy on one trace: one batched prediction for all the steps the policy may change."""
-    wanted = [
-        i
-        for i, s in enumerate(trace.steps)
-        if s.signal is None or (s.labelled_by == "keyword" and cfg.learned_overrule is not None)
-    ]
+    """The policy on one trace, left to right: the labeller reads all thinking steps at once, and each step
+    it may label with the signal its previous thinking step has by then (keyword, judge or learned)."""
     steps = list(trace.steps)
-    for i, (signal, p) in zip(wanted, learned.predict([steps[i].text for i in wanted]), strict=True):
-        steps[i] = _learned_label(steps[i], signal, p, cfg, counts)
+    thinking = [i for i, s in enumerate(steps) if s.signal is not Signal.RESPONSE]
+    reader = learned.read([steps[i].text for i in thinking])
+    previous: Signal | None = None
+    for k, i in enumerate(thinking):
+        if _wanted(steps[i], cfg):
+            steps[i] = _learned_label(steps[i], *reader.predict(k, previous), cfg, counts)
+        previous = steps[i].signal
     return trace.model_copy(update={"steps": steps})
 
 

@@ -1,44 +1,45 @@
-"""The learned labeller [ours] (METHOD.md section 3): a small offline classifier for stage 2.
+"""The learned labellers [ours] (METHOD.md section 3): small offline linear classifiers for stage 2.
 
-Distant supervision: every step that opens with a keyword of the lexicon is a training example of
-that keyword's signal, with the keyword removed, so the model must learn the signal from the rest of
-the step. Judge labels (``labelled_by="judge"``) are used as they are, and true signals (the
-scripted teacher's) only when asked for. The model is scikit-learn's TF-IDF (word 1-2 grams and
-character 2-4 grams of the first ``max_chars`` characters) and a multinomial logistic regression:
-fast on two CPU cores, deterministic, and small enough to ship.
+Two kinds share one class and one file layout (plain arrays in safetensors and JSON, never pickle;
+prediction needs numpy alone and reproduces scikit-learn's ``predict_proba``, which the parity tests check):
 
-The shipped files hold plain arrays (safetensors) and JSON, never pickle; :class:`LearnedLabeller`
-predicts with numpy alone, reproducing scikit-learn's ``transform`` + ``predict_proba`` (the parity
-test checks it). Build the shipped labeller with ``scripts/build_labeller.sh``.
+- **context** (``rscaffold-learned-labeller/2``, shipped as ``default``): trained on the shipped judge labels
+  (``judge_labels/steps.jsonl``, its train split only) plus distant labels of scripted-teacher steps. It
+  reads the step, the end of the previous step, the keywords that open both, and the signal the policy
+  has given the previous step so far: a trace is labelled left to right (:meth:`LearnedLabeller.read`).
+- **distant** (``rscaffold-learned-labeller/1``, shipped as ``distant``): every keyword-opened step is an
+  example of its keyword's signal with the keyword removed; it reads the rest of the step alone.
+
+Both are TF-IDF (word 1-2 grams, character 2-4 grams, first word) and a multinomial logistic regression:
+fast on two CPU cores and deterministic. This module reads and applies a fitted labeller; fitting is in
+:mod:`rscaffold.label.fit`, the choice by cross-validation and ``rscaffold labeller train`` in
+:mod:`rscaffold.label.training`. Build the shipped ones with ``scripts/build_labeller.sh``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import re
-import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rscaffold.schema import InputError, Trace, read_jsonl
-from rscaffold.signals import Lexicon, LexiconError, Signal, load_lexicon
-
-log = logging.getLogger(__name__)
+from rscaffold.config.data import SHIPPED_LABELLERS
+from rscaffold.schema import InputError
+from rscaffold.signals import Lexicon, Signal, load_lexicon
 
 FORMAT = "rscaffold-learned-labeller/1"
-SHIPPED = "default"
-"""Name of the labeller shipped in ``rscaffold/label/labellers/``."""
+CONTEXT_FORMAT = "rscaffold-learned-labeller/2"
+SHIPPED = SHIPPED_LABELLERS
+"""Names of the labellers shipped in ``rscaffold/label/labellers/``; ``default`` is the default policy's."""
 THINKING = [s for s in Signal if s is not Signal.RESPONSE]
 """The six signals the labeller chooses from (the answer step is Response Generation by structure)."""
+START = "start"
+"""The previous signal of a trace's first thinking step."""
 
 _DIGITS = re.compile(r"\d+")
 _TOKEN = re.compile(r"[^\W\d_]+|0|[^\w\s]")
@@ -56,9 +57,23 @@ class Features:
     """Only the opening of a step is read: its role shows there, and long steps stay cheap."""
 
 
+@dataclass(frozen=True)
+class Context:
+    """What the context labeller reads besides the step (format 2)."""
+
+    previous_chars: int = 300
+    """The end of the previous step that is read: where it stands when this step begins."""
+    previous_scale: float = 0.3
+    """Weight of the previous step's terms against the step's own (both L2-normalised)."""
+    flag_scale: float = 0.3
+    """Value of an indicator (opening keywords, previous signal): below 1 so that L2 holds them in check."""
+    lexicons: tuple[str, ...] = ("paper", "extended")
+    """Lexicons whose opening keyword (and its signal) is an indicator; the first one's also for the previous step."""
+
+
 def analyze(text: str, f: Features = Features()) -> list[str]:
-    """The terms of one (keyword-stripped) step: word n-grams (``w ...``), character n-grams within
-    words (``c ...``) and the first word (``f ...``). Numbers all read ``0``: values carry no role."""
+    """The terms of one step: word n-grams (``w ...``), character n-grams within words (``c ...``) and
+    the first word (``f ...``). Numbers all read ``0``: values carry no role."""
     text = _DIGITS.sub("0", text[: f.max_chars].lower())
     words = _TOKEN.findall(text)
     terms = [f"f {words[0]}"] if words else []
@@ -86,281 +101,204 @@ def strip_opening(text: str, lexicon: Lexicon, most: int = 3) -> str:
     return _LEAD.sub("", text)
 
 
+def previous_flag(previous: Signal | str | None) -> str:
+    """The indicator of the previous step's signal as labelled so far (``start``: none before; ``none``: unlabelled)."""
+    return "prev " + (previous.key if isinstance(previous, Signal) else previous or "none")
+
+
+def context_terms(texts: list[str], i: int, features: Features, context: Context) -> dict[str, list[str]]:
+    """Terms of thinking step ``i`` of a trace, per block, except its previous signal (see :func:`previous_flag`)."""
+    flags = []
+    for name in context.lexicons:
+        hit = load_lexicon(name).match(texts[i])
+        flags += [f"{name} {hit[0].key}", f"{name} kw {hit[1]}"] if hit else [f"{name} none"]
+    if i > 0:
+        hit = load_lexicon(context.lexicons[0]).match(texts[i - 1])
+        flags.append(f"prev opens {hit[0].key if hit else 'none'}")
+    tail = texts[i - 1][-context.previous_chars :] if i > 0 else ""
+    return {
+        "step": analyze(texts[i], features),
+        "previous": analyze(tail, Features(features.word_ngrams, features.char_ngrams, context.previous_chars)),
+        "flags": flags,
+    }
+
+
 @dataclass
-class LearnedLabeller:
-    """A fitted labeller as plain arrays; ``predict`` needs numpy only."""
+class Block:
+    """A group of terms with its own weighting: sublinear TF-IDF, L2-normalised (as scikit-learn's), when
+    ``idf`` is given, else indicators of 1; times ``scale``. ``rows``: its rows of the weight matrix."""
 
     vocabulary: dict[str, int]
-    idf: np.ndarray
+    idf: np.ndarray | None
+    scale: float
+    rows: slice
+
+    def values(self, terms: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        counts = Counter(i for t in terms if (i := self.vocabulary.get(t)) is not None)
+        ids = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        if self.idf is None:
+            return ids, np.full(len(ids), self.scale)
+        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        vals = (1.0 + np.log(tf)) * self.idf[ids] if len(ids) else tf
+        norm = np.sqrt(vals @ vals)
+        return ids, (vals / norm if norm > 0 else vals) * self.scale
+
+
+@dataclass
+class TraceReader:
+    """The scores of a trace's thinking steps without their previous signal, which :meth:`predict` adds."""
+
+    base: np.ndarray
+    labeller: LearnedLabeller
+
+    def proba(self, i: int, previous: Signal | str | None) -> np.ndarray:
+        """Class probabilities of step ``i`` given the previous step's signal (ignored by a distant labeller)."""
+        scores = self.base[i].copy()
+        flags = self.labeller.blocks.get("flags")
+        if flags is not None:
+            prev = flags.vocabulary.get(previous_flag(START if i == 0 else previous))
+            if prev is not None:
+                scores += flags.scale * self.labeller.weights[flags.rows][prev]
+        p = np.exp(scores - scores.max())
+        return p / p.sum()
+
+    def predict(self, i: int, previous: Signal | str | None) -> tuple[Signal, float]:
+        p = self.proba(i, previous)
+        k = int(p.argmax())
+        return self.labeller.classes[k], float(p[k])
+
+
+@dataclass
+class LearnedLabeller:
+    """A fitted labeller as plain arrays; reading and predicting need numpy only."""
+
+    blocks: dict[str, Block]
+    """``step`` (both kinds); ``previous`` and ``flags`` (context)."""
     weights: np.ndarray
-    """(terms, classes): the logistic regression's coefficients, transposed for row gathers."""
+    """(terms of all blocks, classes): the logistic regression's coefficients, transposed for row gathers."""
     bias: np.ndarray
     classes: tuple[Signal, ...]
-    lexicon: str
-    """The lexicon whose keywords are stripped before reading a step (training and inference alike)."""
+    lexicon: str | None
+    """Distant kind: the lexicon whose keywords are stripped before reading a step; None for the context kind."""
     features: Features = field(default_factory=Features)
+    context: Context | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def stripper(self) -> Lexicon:
-        return load_lexicon(self.lexicon)
+    def terms(self, texts: list[str], i: int, stripped: bool = False) -> dict[str, list[str]]:
+        """The terms of thinking step ``i`` of a trace (``stripped``: distant kind, keyword already removed)."""
+        if self.context is not None:
+            return context_terms(texts, i, self.features, self.context)
+        text = texts[i] if stripped or self.lexicon is None else strip_opening(texts[i], load_lexicon(self.lexicon))
+        return {"step": analyze(text, self.features)}
 
-    def vectorise(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per text: term ids and their L2-normalised sublinear TF-IDF values (as scikit-learn's)."""
-        out = []
-        for text in texts:
-            counts = Counter(i for t in analyze(text, self.features) if (i := self.vocabulary.get(t)) is not None)
-            ids = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-            tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-            vals = (1.0 + np.log(tf)) * self.idf[ids] if len(ids) else tf
-            norm = np.sqrt(vals @ vals)
-            out.append((ids, vals / norm if norm > 0 else vals))
+    def read(self, texts: list[str], stripped: bool = False) -> TraceReader:
+        """Read the thinking steps of one trace at once (all but their previous signals)."""
+        base = np.tile(self.bias.astype(np.float64), (len(texts), 1))
+        for i in range(len(texts)):
+            for name, terms in self.terms(texts, i, stripped).items():
+                block = self.blocks[name]
+                ids, vals = block.values(terms)
+                base[i] += vals @ self.weights[block.rows][ids]
+        return TraceReader(base, self)
+
+    def predict(self, texts: list[str]) -> list[tuple[Signal, float]]:
+        """Signal and probability of each thinking step of one trace, read left to right with the labeller's
+        own previous prediction (the label policy gives it the policy's label instead)."""
+        reader, out = self.read(texts), []
+        for i in range(len(texts)):
+            out.append(reader.predict(i, out[-1][0] if out else START))
         return out
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        """Class probabilities (rows: texts, columns: ``classes``) of texts already stripped."""
-        scores = np.tile(self.bias.astype(np.float64), (len(texts), 1))
-        for row, (ids, vals) in enumerate(self.vectorise(texts)):
-            scores[row] += vals @ self.weights[ids]
-        scores -= scores.max(axis=1, keepdims=True)
-        p = np.exp(scores)
-        return p / p.sum(axis=1, keepdims=True)
-
-    def predict(self, step_texts: list[str]) -> list[tuple[Signal, float]]:
-        """Signal and probability for raw step texts (the keyword, if any, is stripped here)."""
-        lex = self.stripper
-        return self.classify([strip_opening(t, lex) for t in step_texts])
+        """Distant kind: class probabilities (rows: texts, columns: ``classes``) of texts already stripped."""
+        reader = self.read(texts, stripped=True)
+        return np.stack([reader.proba(i, None) for i in range(len(texts))]) if texts else np.zeros((0, 6))
 
     def classify(self, texts: list[str]) -> list[tuple[Signal, float]]:
-        """Signal and probability for texts already stripped of their keyword."""
-        if not texts:
-            return []
+        """Distant kind: signal and probability for texts already stripped of their keyword."""
         p = self.predict_proba(texts)
         return [(self.classes[k], float(p[i, k])) for i, k in enumerate(p.argmax(axis=1))]
 
     def save(self, folder: str | Path) -> None:
-        """Write ``model.safetensors`` (idf, weights, bias), ``vocabulary.json`` and ``labeller.json``."""
+        """Write ``model.safetensors``, ``vocabulary.json`` and ``labeller.json`` (see :func:`load`)."""
         from safetensors.numpy import save_file
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        arrays = {"idf": self.idf, "weights": self.weights, "bias": self.bias}
-        save_file(
-            {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}, folder / "model.safetensors"
-        )
-        terms = sorted(self.vocabulary, key=self.vocabulary.__getitem__)
-        (folder / "vocabulary.json").write_text(json.dumps(terms, ensure_ascii=False), encoding="utf-8")
-        info = {
-            "format": FORMAT,
-            "classes": [s.key for s in self.classes],
-            "lexicon": self.lexicon,
-            "features": asdict(self.features),
-        }
+        arrays = {"weights": self.weights, "bias": self.bias}
+        arrays |= {f"idf.{k}": b.idf for k, b in self.blocks.items() if b.idf is not None}
+        if self.context is None:  # format 1's names
+            arrays["idf"] = arrays.pop("idf.step")
+        plain = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
+        save_file(plain, folder / "model.safetensors")
+        vocab = {k: sorted(b.vocabulary, key=b.vocabulary.__getitem__) for k, b in self.blocks.items()}
+        text = json.dumps(vocab["step"] if self.context is None else vocab, ensure_ascii=False)
+        (folder / "vocabulary.json").write_text(text, encoding="utf-8")
+        info: dict[str, Any] = {"format": FORMAT if self.context is None else CONTEXT_FORMAT}
+        info |= {"classes": [s.key for s in self.classes], "lexicon": self.lexicon, "features": asdict(self.features)}
+        if self.context is not None:
+            info["context"] = asdict(self.context)
         (folder / "labeller.json").write_text(json.dumps(info | self.meta, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, where: str | Path = SHIPPED) -> LearnedLabeller:
-        """Load from a folder written by :meth:`save`, or the shipped labeller by name (``default``)."""
-        from safetensors.numpy import load_file
-
-        folder = Path(where)
-        if str(where) == SHIPPED:  # the name always means the shipped one; write ./default for a folder
-            folder = Path(str(resources.files("rscaffold").joinpath(f"label/labellers/{SHIPPED}")))
-        try:
-            info = json.loads((folder / "labeller.json").read_text(encoding="utf-8"))
-            terms = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
-            arrays = load_file(folder / "model.safetensors")
-        except OSError as e:
-            raise InputError(f"learned labeller {str(where)!r}: cannot read {e.filename} ({e.strerror})") from None
-        if info.get("format") != FORMAT:
-            raise InputError(f"{folder / 'labeller.json'}: field 'format': expected {FORMAT}, got {info.get('format')}")
-        feats = info["features"]
-        return cls(
-            vocabulary={t: i for i, t in enumerate(terms)},
-            idf=arrays["idf"].astype(np.float64),
-            weights=arrays["weights"].astype(np.float64),
-            bias=arrays["bias"].astype(np.float64),
-            classes=tuple(Signal.parse(k) for k in info["classes"]),
-            lexicon=info["lexicon"],
-            features=Features(feats["word_ngrams"], tuple(feats["char_ngrams"]), feats["max_chars"]),
-            meta={k: v for k, v in info.items() if k not in ("format", "classes", "lexicon", "features")},
-        )
+    def load(cls, where: str | Path = "default") -> LearnedLabeller:
+        """Load from a folder written by :meth:`save`, or a shipped labeller by name (``default``, ``distant``)."""
+        return load(where)
 
 
-# ------------------------------------------------------------------ training data
+def shipped(name: str) -> Path:
+    """The folder of a shipped labeller."""
+    return Path(str(resources.files("rscaffold").joinpath(f"label/labellers/{name}")))
 
 
-@dataclass(frozen=True)
-class Example:
-    """One training step: keyword-stripped text, its label, where the label came from, its trace set."""
+def load(where: str | Path = "default") -> LearnedLabeller:
+    """A labeller folder (``labeller.json``, ``vocabulary.json``, ``model.safetensors``: no pickle), or a
+    shipped one by name; write ``./default`` to mean a folder of that name."""
+    from safetensors.numpy import load_file
 
-    text: str
-    signal: Signal
-    supervision: str
-    """keyword (distant), judge, or truth."""
-    source: str
-    held_out: bool
-
-
-def held_out(trace: Trace, share: float) -> bool:
-    """A stable per-trace split (by teacher and question id), so no trace is on both sides."""
-    return zlib.crc32(f"{trace.teacher}\t{trace.question_id}".encode()) % 1000 < share * 1000
-
-
-def examples(
-    traces: Iterable[Trace], lexicon: Lexicon, use_truth: bool, held_share: float, source: str
-) -> Iterator[Example]:
-    """Training examples of a stream of segmented traces: judge labels, else true signals (if
-    ``use_truth``), else the keyword's signal (distant supervision); other steps are skipped."""
-    for trace in traces:
-        out = held_out(trace, held_share)
-        for step in trace.steps:
-            if step.signal is Signal.RESPONSE or step.true_signal is Signal.RESPONSE:
-                continue
-            hit = lexicon.match(step.text)
-            if step.labelled_by == "judge" and step.signal is not None:
-                signal, how = step.signal, "judge"
-            elif use_truth and step.true_signal is not None:
-                signal, how = step.true_signal, "truth"
-            elif hit is not None:
-                signal, how = hit[0], "keyword"
-            else:
-                continue
-            yield Example(strip_opening(step.text, lexicon), signal, how, source, out)
-
-
-def scripted_traces(n: int, seed: int) -> list[Trace]:
-    """``n`` scripted-teacher traces of fresh testbed training problems (true signals included)."""
-    from rscaffold.config import ScriptedConfig, TestbedConfig
-    from rscaffold.testbed.problems import make_splits
-    from rscaffold.testbed.teacher import ScriptedTeacher
-
-    tb = TestbedConfig(train=n, test_id=0, test_ood=0, test_surface=0, perturbed_groups=0)
-    return list(ScriptedTeacher(ScriptedConfig(), seed).generate(make_splits(tb, seed)["train"]))
-
-
-# ------------------------------------------------------------------ fitting
-
-
-@dataclass(frozen=True)
-class FitSettings:
-    """Model size and regularisation; the defaults keep the shipped files near 3 MB."""
-
-    features: Features = Features()
-    max_terms: int = 60000
-    min_df: int = 2
-    c: float = 10.0
-    """Inverse L2 strength of the logistic regression."""
-    class_weight_power: float = 0.5
-    """Class weights (n / (classes * n_class)) ** power: 0 none, 1 balanced. 0.5 raised held-out accuracy on
-    the rare real-trace signals (contrast 0.47 -> 0.57, opinion 0.22 -> 0.56) at the same overall accuracy."""
-
-
-def fit_sklearn(texts: list[str], labels: list[int], s: FitSettings) -> tuple[Any, Any]:
-    """The scikit-learn reference: TfidfVectorizer + multinomial LogisticRegression."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-
-    vec = TfidfVectorizer(
-        analyzer=partial(analyze, f=s.features), sublinear_tf=True, min_df=s.min_df, max_features=s.max_terms
-    )
-    x = vec.fit_transform(texts)
-    counts = Counter(labels)
-    weights = {k: (len(labels) / (len(counts) * n)) ** s.class_weight_power for k, n in counts.items()}
-    clf = LogisticRegression(C=s.c, max_iter=2000, class_weight=weights).fit(x, labels)
-    return vec, clf
-
-
-def from_sklearn(vec: Any, clf: Any, lexicon: str, features: Features, meta: dict[str, Any]) -> LearnedLabeller:
-    """Export a fitted vectoriser and classifier as plain arrays."""
-    return LearnedLabeller(
-        vocabulary={t: int(i) for t, i in vec.vocabulary_.items()},
-        idf=np.asarray(vec.idf_, dtype=np.float64),
-        weights=np.ascontiguousarray(clf.coef_.T, dtype=np.float64),
-        bias=np.asarray(clf.intercept_, dtype=np.float64),
-        classes=tuple(Signal(int(k)) for k in clf.classes_),
-        lexicon=lexicon,
-        features=features,
-        meta=meta,
-    )
-
-
-def accuracy_by_signal(truth: list[Signal], pred: list[Signal]) -> dict[str, Any]:
-    """Overall accuracy and accuracy per true signal (recall), with step counts."""
-    right = Counter(t for t, p in zip(truth, pred, strict=True) if t == p)
-    total = Counter(truth)
-    per = {s.key: {"steps": total[s], "accuracy": round(right[s] / total[s], 4)} for s in THINKING if total[s]}
-    overall = round(sum(right.values()) / len(truth), 4) if truth else 0.0
-    return {"steps": len(truth), "accuracy": overall, "by_signal": per}
-
-
-def train(data: list[Example], lexicon: str, s: FitSettings, sources: dict[str, Any]) -> LearnedLabeller:
-    """Fit on the examples not held out; evaluate on the held-out ones (per supervision kind)."""
-    fit = [e for e in data if not e.held_out]
-    if len({e.signal for e in fit}) < 2:
-        raise InputError("labeller train: fewer than two signals among the training examples")
-    vec, clf = fit_sklearn([e.text for e in fit], [int(e.signal) for e in fit], s)
-    meta = {"training": {"sources": sources, "steps": dict(Counter(f"{e.supervision}" for e in fit))}}
-    model = from_sklearn(vec, clf, lexicon, s.features, meta)
-    model.meta["held_out"] = evaluate(model, [e for e in data if e.held_out])
-    return model
-
-
-def evaluate(model: LearnedLabeller, held: list[Example]) -> dict[str, Any]:
-    """Accuracy per supervision kind: over all sets (``keyword``), the real ones (``keyword/real``), each set."""
-    pred = [sig for sig, _ in model.classify([e.text for e in held])]
-    groups: dict[str, list[int]] = {}
-    for i, e in enumerate(held):
-        groups.setdefault(e.supervision, []).append(i)
-        groups.setdefault(f"{e.supervision}/{e.source}", []).append(i)
-        if e.source != "testbed":
-            groups.setdefault(f"{e.supervision}/real", []).append(i)
-    return {
-        g: accuracy_by_signal([held[i].signal for i in ix], [pred[i] for i in ix]) for g, ix in sorted(groups.items())
-    }
-
-
-# ------------------------------------------------------------------ command
-
-
-def add_train_labeller_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``rscaffold labeller train``."""
-    p.add_argument("--input", nargs="*", type=Path, default=[], help="segmented (or labelled) trace files")
-    p.add_argument("--output", type=Path, required=True, help="folder to write the labeller to")
-    p.add_argument("--lexicon", default="extended", help="lexicon of the distant labels (stripped from the text)")
-    p.add_argument("--testbed", type=int, default=0, help="also train on N scripted-teacher traces")
-    p.add_argument("--seed", type=int, default=1, help="seed of the testbed traces")
-    p.add_argument("--truth", action="store_true", help="train on true signals where steps carry them")
-    p.add_argument("--held-out", type=float, default=0.1, help="share of traces held out for evaluation")
-    p.add_argument("--max-terms", type=int, default=FitSettings.max_terms, help="vocabulary size")
-    p.add_argument("--c", type=float, default=FitSettings.c, help="inverse regularisation strength")
-
-
-def cmd_train_labeller(args: argparse.Namespace) -> int:
-    """Train a learned labeller from trace files (and testbed traces); print its held-out accuracy."""
+    folder = shipped(str(where)) if str(where) in SHIPPED else Path(where)
     try:
-        lexicon = load_lexicon(args.lexicon)
-    except LexiconError as e:
-        raise InputError(str(e)) from None
-    data: list[Example] = []
-    sources: dict[str, Any] = {}
-    for path in args.input:
-        name = path.name.split(".")[0]
-        part = list(examples(read_jsonl(path, Trace), lexicon, args.truth, args.held_out, name))
-        sources[name] = len(part)
-        data += part
-    if args.testbed:
-        traces = scripted_traces(args.testbed, args.seed)
-        part = list(examples(traces, lexicon, args.truth, args.held_out, "testbed"))
-        sources["testbed"] = {"traces": args.testbed, "seed": args.seed, "examples": len(part)}
-        data += part
-    if not data:
-        raise InputError("labeller train: no training examples (give --input FILE... or --testbed N)")
-    settings = FitSettings(max_terms=args.max_terms, c=args.c)
-    model = train(data, args.lexicon, settings, sources)
-    model.meta["training"] |= {"truth": args.truth, "held_out_share": args.held_out, "settings": asdict(settings)}
-    model.save(args.output)
-    for group, r in model.meta["held_out"].items():
-        per = " ".join(f"{k} {v['accuracy']:.3f}" for k, v in r["by_signal"].items())
-        print(f"held out {group}: {r['steps']} steps, accuracy {r['accuracy']:.3f} ({per})")
-    return 0
+        info = json.loads((folder / "labeller.json").read_text(encoding="utf-8"))
+        terms = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
+        arrays = {k: v.astype(np.float64) for k, v in load_file(folder / "model.safetensors").items()}
+    except OSError as e:
+        raise InputError(f"learned labeller {str(where)!r}: cannot read {e.filename} ({e.strerror})") from None
+    fmt = info.get("format")
+    if fmt not in (FORMAT, CONTEXT_FORMAT):
+        expected = f"expected {FORMAT} or {CONTEXT_FORMAT}, got {fmt}"
+        raise InputError(f"{folder / 'labeller.json'}: field 'format': {expected}")
+    feats = info["features"]
+    context = None
+    if fmt == CONTEXT_FORMAT:
+        context = Context(**{**info["context"], "lexicons": tuple(info["context"]["lexicons"])})
+    blocks = _blocks({"step": terms} if context is None else terms, arrays, context)
+    known = {"format", "classes", "lexicon", "features", "context"}
+    return LearnedLabeller(
+        blocks=blocks,
+        weights=arrays["weights"],
+        bias=arrays["bias"],
+        classes=tuple(Signal.parse(k) for k in info["classes"]),
+        lexicon=info["lexicon"],
+        features=Features(feats["word_ngrams"], tuple(feats["char_ngrams"]), feats["max_chars"]),
+        context=context,
+        meta={k: v for k, v in info.items() if k not in known},
+    )
+
+
+def _blocks(terms: dict[str, list[str]], arrays: dict[str, np.ndarray], context: Context | None) -> dict[str, Block]:
+    """The blocks of a loaded labeller, in the weight matrix's row order (step, previous, flags)."""
+    out, start = {}, 0
+    for name in ("step", "previous", "flags"):
+        if name in terms:
+            vocab = {t: i for i, t in enumerate(terms[name])}
+            idf = arrays.get("idf" if context is None else f"idf.{name}")
+            out[name] = Block(vocab, idf, block_scale(name, context), slice(start, start + len(vocab)))
+            start += len(vocab)
+    return out
+
+
+def block_scale(block: str, context: Context | None) -> float:
+    """The factor on a block's values (see :class:`Context`); 1 for the step and for the distant kind."""
+    if context is None or block == "step":
+        return 1.0
+    return context.previous_scale if block == "previous" else context.flag_scale

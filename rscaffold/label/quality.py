@@ -294,12 +294,23 @@ def format_truth(t: dict[str, Any]) -> list[str]:
     return lines + [f"    {k:<11} {v:.3f}" for k, v in t["by_signal"].items()]
 
 
-def format_held_out(name: str, held: dict[str, Any]) -> str:
-    """The learned labeller's accuracy on held-out steps (keyword removed), per set and signal."""
-    lines = [f"learned labeller {name}: accuracy on held-out labelled steps, keyword removed"]
+def format_held_out(name: str, held: dict[str, Any], overrule: float | None = None) -> str:
+    """A learned labeller's held-out scores, per group and signal, under a heading that says what they
+    measure: for the context kind, agreement of the policy (paper keywords + the labeller at ``overrule``)
+    with the judge; for the distant kind, accuracy on keyword-opened steps with the keyword removed."""
+    if any(group.startswith("judge") for group in held):
+        what = (f"the policy (paper keywords + this labeller, learned_overrule {overrule}) against the judge on "
+                "held-out judged steps (never trained on); an unlabelled step counts as a miss")  # fmt: skip
+        score = "agree"
+    else:
+        what = "accuracy on held-out keyword-opened steps, keyword removed (the keyword's signal is the label)"
+        score = "acc"
+    head = f"  {'group':<40} {'steps':>5}  {score:>5}  {'kappa':>5}   recall of each signal (steps)"
+    lines = [f"learned labeller {name}: {what}", head]
     for group, r in held.items():
         per = " ".join(f"{k} {v['accuracy']:.3f} ({v['steps']})" for k, v in r["by_signal"].items())
-        lines.append(f"  {group:<40} {r['steps']:>5} steps  {r['accuracy']:.3f}   {per}")
+        kap = f"{r['kappa']:.3f}" if "kappa" in r else "-"
+        lines.append(f"  {group:<40} {r['steps']:>5}  {r['accuracy']:.3f}  {kap:>5}   {per}")
     return "\n".join(lines)
 
 
@@ -354,8 +365,9 @@ def cmd_label_report(args: argparse.Namespace) -> int:
         ref = reference_labels(JUDGED if args.against == "judged" else Path(args.against), args.held_out)
         for p in args.files:
             out[str(p)]["against"] = against_reference(p, ref)
+    meta = LearnedLabeller.load(args.labeller).meta if args.labeller else {}
     if args.labeller:
-        out["labeller"] = LearnedLabeller.load(args.labeller).meta.get("held_out", {})
+        out["labeller"] = meta.get("held_out", {})
     missed = False
     if args.against_truth:
         for path in map(str, args.files):
@@ -369,6 +381,6 @@ def cmd_label_report(args: argparse.Namespace) -> int:
         if args.compare:
             text.append("\n".join(format_agreement(f"{args.compare[0]} vs {args.compare[1]}", out["compare"])))
         if args.labeller:
-            text.append(format_held_out(args.labeller, out["labeller"]))
+            text.append(format_held_out(args.labeller, out["labeller"], meta.get("held_out_overrule")))
         print("\n\n".join(text))
     return 1 if missed else 0
