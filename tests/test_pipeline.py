@@ -36,6 +36,7 @@ def demo_run(tmp_path_factory):
     return run, None
 
 
+@pytest.mark.slow  # the tiny demo fixture takes 40 s: the default suite keeps within 3 minutes; CI runs it
 def test_demo_runs_every_step(demo_run, capsys):
     run, _ = demo_run
     for split in ("test_id", "test_surface", "test_perturbed", "test_ood"):
@@ -55,6 +56,7 @@ def test_demo_runs_every_step(demo_run, capsys):
     assert 'id="headline"' in page and "most-common answer" in page
 
 
+@pytest.mark.slow  # the tiny demo fixture takes 40 s: the default suite keeps within 3 minutes; CI runs it
 def test_demo_trains_every_recipe_for_the_same_epochs_over_the_same_problems(demo_run):
     run, _ = demo_run
     build = json.loads((run / "build" / "stats.json").read_text())
@@ -70,6 +72,7 @@ def test_demo_trains_every_recipe_for_the_same_epochs_over_the_same_problems(dem
     assert build["sets"]["cot"]["records"] == build["sets"]["long"]["records"] == build["sets"]["proposer"]["records"]
 
 
+@pytest.mark.slow  # the tiny demo fixture takes 40 s: the default suite keeps within 3 minutes; CI runs it
 def test_headline_has_trivial_rates_and_the_fixed_comparisons(demo_run):
     run, _ = demo_run
     h = json.loads((run / "headline.json").read_text())
@@ -142,6 +145,7 @@ def test_every_stage_has_one_runner_in_order():
     assert tuple(RUNNERS) == STAGES
 
 
+@pytest.mark.slow  # the tiny demo fixture takes 40 s: the default suite keeps within 3 minutes; CI runs it
 def test_run_chains_any_stage_and_skips_finished_ones(demo_run, tmp_path, capsys):
     import shutil
 

@@ -195,6 +195,7 @@ def test_each_position_is_served(folder):
         assert not any(s["text"].lstrip().startswith("[") for s in steps)  # the prefix is context, not text
 
 
+@pytest.mark.slow  # 6 s with its build (the default suite keeps within 3 minutes); CI runs it
 @pytest.mark.parametrize("position", POSITIONS)
 def test_each_position_trains_saves_and_loads(build_dir: Path, tmp_path: Path, position: str):  # noqa: F811
     cfg = FAST.model_copy(update={"max_steps": 2, "signal_position": position})
