@@ -25,7 +25,7 @@ from typing import Any
 from rscaffold import runs
 from rscaffold.config import Config, ExperimentConfig
 from rscaffold.metrics import bootstrap_ci
-from rscaffold.report.headline import paired_difference, pct
+from rscaffold.report.headline import paired_difference, pct, row_marks
 from rscaffold.schema import atomic_writer
 
 Marks = dict[tuple[int, str, str], bool]
@@ -102,16 +102,12 @@ class GridFailed(RuntimeError):
 
 def marks(run: Path, row: str, exp: ExperimentConfig) -> Marks:
     """(seed, split, question id) -> correct for the row ``<student>__<variant>`` over every split and seed."""
-    student, _, variant = row.partition("__")
-    out: Marks = {}
-    for seed in exp.seeds:
-        for split in exp.splits:
-            path = runs.scored(run, runs.Decoding(student, seed, variant, split))
-            if path.exists():
-                for line in path.read_text(encoding="utf-8").splitlines():
-                    r = json.loads(line)
-                    out[(seed, split, r["id"])] = bool(r["correct"])
-    return out
+    return {  # seed, then split: the order the bootstrap resamples in (the published intervals)
+        (seed, split, qid): right
+        for seed in exp.seeds
+        for split in exp.splits
+        for (_, qid), right in row_marks(run, row, split, [seed]).items()
+    }
 
 
 def adherence(run: Path, student: str) -> float | None:

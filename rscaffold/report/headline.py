@@ -31,7 +31,7 @@ def trivial_rate(questions: Path) -> tuple[float, str, int]:
     return count / len(golds), answer, len(golds)
 
 
-def _scored(run: Path, row: str, split: str, seeds: list[int]) -> dict[tuple[int, str], bool]:
+def row_marks(run: Path, row: str, split: str, seeds: list[int]) -> dict[tuple[int, str], bool]:
     """(seed, question id) -> correct, for the row ``<student>__<variant>`` on ``split``, over seeds."""
     student, _, variant = row.partition("__")
     out: dict[tuple[int, str], bool] = {}
@@ -75,7 +75,7 @@ def headline(run: Path, exp: ExperimentConfig) -> dict[str, Any]:
             continue
         share, answer, n = trivial_rate(questions)
         entry: dict[str, Any] = {"questions": n, "trivial": {"rate": share, "answer": answer}, "rows": {}}
-        scored = {row: _scored(run, row, split, exp.seeds) for row in rows}
+        scored = {row: row_marks(run, row, split, exp.seeds) for row in rows}
         for row, marks in scored.items():
             if marks:
                 entry["rows"][row] = bootstrap_ci([float(x) for x in marks.values()], samples=2000)
