@@ -6,8 +6,9 @@ set and pooled, on the held-out part of the shipped judge-labelled steps
     python bench/label_agreement.py [--shared ../shared/data] [--all]
 
 ``--all`` uses every judged step instead of the held-out part. Needs the traces of ``../shared/data``
-(the judged steps name their traces; the texts are relabelled from there). Last, for every judged step
-that opens with a paper keyword, the keyword's Table 7 signal against the judge's labels.
+(the judged steps name their traces; the texts are relabelled from there). Then the three judge runs
+against each other, and last, for every judged step that opens with a paper keyword, the keyword's
+Table 7 signal against the judge's labels.
 """
 
 from __future__ import annotations
@@ -62,7 +63,25 @@ def main() -> None:
         agree = sum(v for (a, b), v in pairs.items() if a == b) / n
         contrast = pairs[("contrast", "contrast")] / max(1, sum(v for (a, _), v in pairs.items() if a == "contrast"))
         print(f"{name:<50} {'pooled':<30} {n:>5} {labelled:>8} {agree:>6.3f} {kappa(pairs):>6.3f} {contrast:>15.3f}")
+    judge_runs(held_out=not args.all)
     keyword_table()
+
+
+def judge_runs(held_out: bool) -> None:
+    """How often the three independent judge runs agree with each other (each pair: agreement and kappa),
+    and how many steps all three labelled alike: the ceiling a labeller of the judge's labels can expect."""
+    import itertools
+    import json
+
+    rows = [json.loads(line) for line in JUDGED.read_text(encoding="utf-8").splitlines()]
+    rows = [r for r in rows if not held_out or r["split"] == "held_out"]
+    print(f"\njudge runs against each other ({len(rows)} steps; {'held-out' if held_out else 'all'})")
+    for a, b in itertools.combinations(range(3), 2):
+        pairs = Counter((r["votes"][a], r["votes"][b]) for r in rows)
+        agree = sum(v for (x, y), v in pairs.items() if x == y) / len(rows)
+        print(f"run {a + 1} vs run {b + 1}: agreement {agree:.3f}, kappa {kappa(pairs):.3f}")
+    alike = sum(len(set(r["votes"])) == 1 for r in rows)
+    print(f"all three alike: {alike} ({alike / len(rows):.3f}); the label is the majority of the three")
 
 
 def keyword_table() -> None:

@@ -72,11 +72,12 @@ def test_learned_reads_left_to_right_with_the_labels_given_so_far():
 
 def test_shipped_labeller_reads_the_previous_step():
     """The same step after a computation and after a stated result: the default policy labels it by its context."""
-    after_computing = _label_texts(["Let me add them: 2 + 3 = 5.", "Yes."])
-    after_result = _label_texts(["Therefore, the total is 5.", "Yes."])
-    assert [s.signal for s in after_computing.steps] == [Signal.REASONING, Signal.REASONING]
-    assert [s.signal for s in after_result.steps] == [Signal.CONCLUSION, Signal.CONCLUSION]
-    assert after_result.steps[1].labelled_by == "learned"
+    then = "Now I multiply 5 by 4 to get the area."
+    after_computing = _label_texts(["Let me add them: 2 + 3 = 5.", "Hmm.", then])
+    after_result = _label_texts(["Therefore, the total is 5.", "Hmm.", then])
+    assert [s.signal for s in after_computing.steps[:2]] == [Signal.REASONING, Signal.REASONING]
+    assert [s.signal for s in after_result.steps[:2]] == [Signal.CONCLUSION, Signal.CONCLUSION]
+    assert after_result.steps[1].labelled_by == after_computing.steps[1].labelled_by == "learned"
 
 
 def _label_texts(texts: list[str]) -> Trace:

@@ -30,7 +30,7 @@ from rscaffold.label.fit import (
     judged_sequences,
     scripted_traces,
 )
-from rscaffold.label.learned import CONTEXT_FORMAT, START, LearnedLabeller, analyze, strip_opening
+from rscaffold.label.learned import CONTEXT_FORMAT, START, Context, LearnedLabeller, analyze, strip_opening
 from rscaffold.label.quality import JUDGED, against_reference, reference_labels
 from rscaffold.label.training import OVERRULES, choose, cmd_train_labeller, shortfall, train_context
 from rscaffold.schema import Step, Trace, write_jsonl
@@ -150,12 +150,30 @@ def test_context_decides_the_label_of_the_same_step_text():
     assert reader.predict(2, K)[0] is K and reader.predict(2, R)[0] is R  # the previous signal alone decides
 
 
-def test_context_parity_numpy_equals_sklearn_given_the_previous_signals():
+NEXT = Context(next_chars=200)
+"""A context labeller that also reads the opening of the next step."""
+
+
+def test_the_next_step_decides_the_label_of_the_same_step_text():
+    leads = {"Then check it.": K, "Then add more.": R}
+    data = [
+        Sequence(f"t{k}", ("Fine.", list(leads)[k % 2]), (leads[list(leads)[k % 2]], R), "judge", "made")
+        for k in range(20)
+    ]
+    model = fit_context(data, _small(context=NEXT))
+    assert {lead: model.predict(["Fine.", lead])[0][0] for lead in leads} == leads
+    assert model.terms(["Fine."], 0)["flags"][-1] == "next opens end"
+    without = fit_context(data, _small())
+    assert len({without.predict(["Fine.", lead])[0][0] for lead in leads}) == 1  # it cannot tell them apart
+
+
+@pytest.mark.parametrize("context", [Context(), NEXT], ids=["previous", "previous+next"])
+def test_context_parity_numpy_equals_sklearn_given_the_previous_signals(context: Context):
     data = _constructed()
-    vecs, clf = fit_context_sklearn(data, _small())
-    model = from_context_sklearn(vecs, clf, _small())
-    docs, _, _ = design(data[:3], _small())
-    expected = clf.predict_proba(context_matrix(vecs, docs, _small().context))
+    vecs, clf = fit_context_sklearn(data, _small(context=context))
+    model = from_context_sklearn(vecs, clf, _small(context=context))
+    docs, _, _ = design(data[:3], _small(context=context))
+    expected = clf.predict_proba(context_matrix(vecs, docs, context))
     got = []
     for seq in data[:3]:
         reader = model.read(list(seq.texts))
@@ -163,8 +181,11 @@ def test_context_parity_numpy_equals_sklearn_given_the_previous_signals():
     np.testing.assert_allclose(np.stack(got), expected, rtol=0, atol=1e-10)
 
 
-def test_context_labeller_files_are_json_and_safetensors_and_load_without_pickle(tmp_path: Path, monkeypatch):
-    model = fit_context(_constructed(), _small())
+@pytest.mark.parametrize("context", [Context(), NEXT], ids=["previous", "previous+next"])
+def test_context_labeller_files_are_json_and_safetensors_and_load_without_pickle(
+    tmp_path: Path, monkeypatch, context: Context
+):
+    model = fit_context(_constructed(), _small(context=context))
     model.save(tmp_path / "m")
     assert sorted(p.suffix for p in (tmp_path / "m").iterdir()) == [".json", ".json", ".safetensors"]
     assert json.loads((tmp_path / "m" / "labeller.json").read_text())["format"] == CONTEXT_FORMAT
@@ -216,8 +237,8 @@ def test_train_context_chooses_by_cross_validation_and_scores_the_held_out_split
 
 def test_judged_sequences_are_whole_traces_split_by_trace():
     judged = judged_sequences(JUDGED)
-    assert sum(len(q.texts) for q in judged) == 3661 and len(judged) == 192
-    assert sum(len(q.texts) for q in judged if q.held_out) == 827
+    assert sum(len(q.texts) for q in judged) == 14171 and len(judged) == 732
+    assert sum(len(q.texts) for q in judged if q.held_out) == 3186
     assert all(None not in q.signals and q.supervision == "judge" for q in judged)
 
 
@@ -235,10 +256,10 @@ def test_judged_sequences_name_a_missing_step(tmp_path: Path):
 def test_shipped_labellers_are_small_safe_and_trained_on_the_judged_train_split():
     for folder in (SHIPPED, LABELLERS / "distant"):
         assert sorted(p.suffix for p in folder.iterdir()) == [".json", ".json", ".safetensors"]
-        assert sum(p.stat().st_size for p in folder.iterdir()) < 5_000_000
+        assert sum(p.stat().st_size for p in folder.iterdir()) < 8_000_000  # a few MB: small enough to ship
     info = json.loads((SHIPPED / "labeller.json").read_text())
     assert info["format"] == CONTEXT_FORMAT
-    assert info["training"]["judged_steps"] == 3661 - 827  # the held-out split never trained on
+    assert info["training"]["judged_steps"] == 14171 - 3186  # the held-out split never trained on
     assert info["cross_validation"]["folds"] >= 2 and "contrast" in info["held_out"]["judge"]["by_signal"]
 
 
@@ -269,10 +290,10 @@ def test_load_by_name_or_folder(name: str):
     assert LearnedLabeller.load(name).classes == tuple(s for s in Signal if s is not Signal.RESPONSE)
 
 
-FLOORS = {0.5: (0.770, 0.796), 0.9: (0.736, 0.527)}
-"""Agreement and Contrast recall floors of the default policy on the held-out judged steps, by its
-learned_overrule: measured by bench/label_agreement.py (0.790 and 0.846 at 0.5; 0.756 and 0.577 at 0.9),
-less 0.02 and 0.05."""
+FLOORS = {0.0: (0.797, 0.790)}
+"""Agreement and Contrast recall floors of the default policy on the held-out judged steps (3,186 steps,
+majority of three judge runs), by its learned_overrule: measured by bench/label_agreement.py (0.817 and
+0.840 at 0), less 0.02 and 0.05."""
 
 
 def test_default_policy_floor_on_held_out_judged_steps(shared_traces: Path, tmp_path: Path):
@@ -283,8 +304,8 @@ def test_default_policy_floor_on_held_out_judged_steps(shared_traces: Path, tmp_
     traces = []
     for path in sorted(shared_traces.glob("*/traces.jsonl")):
         traces += [segment_trace(t) for t in read_traces(path, ImportConfig()) if (t.teacher, t.question_id) in wanted]
-    assert len(traces) == 44
+    assert len(traces) == 164
     write_jsonl(tmp_path / "labelled.jsonl", run_policy(traces, cfg))
     a = against_reference(tmp_path / "labelled.jsonl", reference)
-    assert a["steps"] == 827
+    assert a["steps"] == 3186
     assert a["agreement"] >= agreement and a["recall"]["contrast"] >= contrast, (a["agreement"], a["recall"])

@@ -282,11 +282,12 @@ class LabelConfig(BaseModel):
         0.0, ge=0, le=1, description="The learned labeller labels an unlabelled step only at or above this probability."
     )
     learned_overrule: float | None = Field(
-        0.5,
+        0.0,
         ge=0,
         le=1,
         description="The learned labeller replaces a keyword label it disagrees with at or above this probability; "
-        "null: never. 0.5: chosen with the shipped labeller by cross-validation on the judged train split.",
+        "null: never. 0 (whenever it disagrees): chosen with the shipped labeller by cross-validation on the judged "
+        "train split.",
     )
 
     @field_validator("lexicon")

@@ -9,8 +9,8 @@ The labelling policy, in order:
 3. **learned labeller** ([ours], :mod:`rscaffold.label.learned`): labels the steps still unlabelled when its
    probability reaches ``learned_min_confidence``, and overrules a keyword label it disagrees with when
    its probability reaches ``learned_overrule`` (the role the paper gives its judge). The shipped one reads
-   each step with its preceding context, so a trace is labelled left to right: the previous step's signal
-   is the one the policy has given it.
+   each step with its context (the previous step and the next one's opening), and a trace is labelled left
+   to right: the previous step's signal is the one the policy has given it.
 
 The answer step keeps Response Generation (``labelled_by="structure"``). Every step records how it
 was labelled and with what confidence; steps no stage labels keep ``signal = None``.

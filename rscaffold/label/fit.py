@@ -224,7 +224,9 @@ def _same(terms: list[str]) -> list[str]:
 def design(data: list[Sequence], s: FitSettings) -> tuple[dict[str, list[list[str]]], list[int], list[str]]:
     """Context kind: the terms per block of every labelled step, its label and its supervision (judge, unsure:
     a judge label marked not sure, keyword). The previous signal is the previous step's own label."""
-    docs: dict[str, list[list[str]]] = {"step": [], "previous": [], "flags": []}
+    docs: dict[str, list[list[str]]] = {"step": [], "previous": []}
+    docs |= {"next": []} if s.context.next_chars else {}
+    docs["flags"] = []
     labels, supervision = [], []
     for seq in data:
         for i, signal in enumerate(seq.signals):
@@ -253,6 +255,7 @@ def fit_context_sklearn(data: list[Sequence], s: FitSettings) -> tuple[dict[str,
         raise InputError("labeller train: fewer than two signals among the judged training steps")
     tfidf = partial(TfidfVectorizer, analyzer=_same, sublinear_tf=True, min_df=s.min_df)
     vecs = {"step": tfidf(max_features=s.max_terms), "previous": tfidf(max_features=s.previous_terms)}
+    vecs |= {"next": tfidf(max_features=s.previous_terms)} if s.context.next_chars else {}
     vecs["flags"] = TfidfVectorizer(analyzer=_same, use_idf=False, norm=None, binary=True)
     for name, vec in vecs.items():
         vec.fit(docs[name])

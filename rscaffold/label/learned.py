@@ -5,8 +5,9 @@ prediction needs numpy alone and reproduces scikit-learn's ``predict_proba``, wh
 
 - **context** (``rscaffold-learned-labeller/2``, shipped as ``default``): trained on the shipped judge labels
   (``judge_labels/steps.jsonl``, its train split only) plus distant labels of scripted-teacher steps. It
-  reads the step, the end of the previous step, the keywords that open both, and the signal the policy
-  has given the previous step so far: a trace is labelled left to right (:meth:`LearnedLabeller.read`).
+  reads the step, the end of the previous step, the opening of the next one (``Context.next_chars``), the
+  keywords that open them, and the signal the policy has given the previous step so far: a trace is
+  labelled left to right (:meth:`LearnedLabeller.read`).
 - **distant** (``rscaffold-learned-labeller/1``, shipped as ``distant``): every keyword-opened step is an
   example of its keyword's signal with the keyword removed; it reads the rest of the step alone.
 
@@ -69,6 +70,10 @@ class Context:
     """Value of an indicator (opening keywords, previous signal): below 1 so that L2 holds them in check."""
     lexicons: tuple[str, ...] = ("paper", "extended")
     """Lexicons whose opening keyword (and its signal) is an indicator; the first one's also for the previous step."""
+    next_chars: int = 0
+    """The opening of the next step that is read (0: none): what the step leads to."""
+    next_scale: float = 0.3
+    """Weight of the next step's terms against the step's own."""
 
 
 def analyze(text: str, f: Features = Features()) -> list[str]:
@@ -116,11 +121,16 @@ def context_terms(texts: list[str], i: int, features: Features, context: Context
         hit = load_lexicon(context.lexicons[0]).match(texts[i - 1])
         flags.append(f"prev opens {hit[0].key if hit else 'none'}")
     tail = texts[i - 1][-context.previous_chars :] if i > 0 else ""
-    return {
+    out = {
         "step": analyze(texts[i], features),
         "previous": analyze(tail, Features(features.word_ngrams, features.char_ngrams, context.previous_chars)),
-        "flags": flags,
     }
+    if context.next_chars:
+        head = texts[i + 1] if i + 1 < len(texts) else ""
+        out["next"] = analyze(head, Features(features.word_ngrams, features.char_ngrams, context.next_chars))
+        hit = load_lexicon(context.lexicons[0]).match(head) if head else None
+        flags.append(f"next opens {hit[0].key if hit else 'none' if head else 'end'}")
+    return out | {"flags": flags}
 
 
 @dataclass
@@ -288,7 +298,7 @@ def load(where: str | Path = "default") -> LearnedLabeller:
 def _blocks(terms: dict[str, list[str]], arrays: dict[str, np.ndarray], context: Context | None) -> dict[str, Block]:
     """The blocks of a loaded labeller, in the weight matrix's row order (step, previous, flags)."""
     out, start = {}, 0
-    for name in ("step", "previous", "flags"):
+    for name in ("step", "previous", "next", "flags"):
         if name in terms:
             vocab = {t: i for i, t in enumerate(terms[name])}
             idf = arrays.get("idf" if context is None else f"idf.{name}")
@@ -301,4 +311,4 @@ def block_scale(block: str, context: Context | None) -> float:
     """The factor on a block's values (see :class:`Context`); 1 for the step and for the distant kind."""
     if context is None or block == "step":
         return 1.0
-    return context.previous_scale if block == "previous" else context.flag_scale
+    return {"previous": context.previous_scale, "next": context.next_scale}.get(block, context.flag_scale)
