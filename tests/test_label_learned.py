@@ -296,6 +296,7 @@ majority of three judge runs), by its learned_overrule: measured by bench/label_
 0.840 at 0), less 0.02 and 0.05."""
 
 
+@pytest.mark.slow  # labels 3,186 steps of 164 traces: about 9 s
 def test_default_policy_floor_on_held_out_judged_steps(shared_traces: Path, tmp_path: Path):
     cfg = LabelConfig()
     agreement, contrast = FLOORS[cfg.learned_overrule]  # another default: measure it and add its floors
