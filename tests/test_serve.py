@@ -193,6 +193,7 @@ def test_delay_and_repeat_counter(questions):
     assert stats["answered"] == 2 and stats["repeats"] == 1 and list(stats["fingerprints"].values()) == [2]
 
 
+@pytest.mark.slow  # starts `rscaffold serve` as a process (about 5 s)
 def test_the_command_binds_loopback_and_serves(questions, tmp_path):
     """``rscaffold serve``, as a separate process."""
     import socket
