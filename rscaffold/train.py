@@ -174,6 +174,7 @@ def make_accelerator(cfg: TrainConfig, out_dir: Path, logs: Path):
     # Auto: bf16 on a GPU that supports it. Not on CPUs: measured here, autocast made tiny students
     # 1.7-3.5x slower than float32 on 2 cores.
     bf16 = cfg.bf16 if cfg.bf16 is not None else (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    fresh_precision("bf16" if bf16 else "no")
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.grad_accum,
         mixed_precision="bf16" if bf16 else "no",
@@ -188,6 +189,17 @@ def make_accelerator(cfg: TrainConfig, out_dir: Path, logs: Path):
         if ds is not None and ds.deepspeed_config.get(key, "auto") == "auto":
             ds.deepspeed_config[key] = value
     return accelerator
+
+
+def fresh_precision(wanted: str) -> None:
+    """accelerate keeps one mixed precision per process and refuses another: a second student trained in
+    the same process with another precision starts the accelerator state afresh (the process group,
+    accelerate's PartialState, is kept)."""
+    from accelerate.state import AcceleratorState
+
+    held = AcceleratorState._shared_state.get("_mixed_precision")
+    if held is not None and held != wanted:
+        AcceleratorState._reset_state(reset_partial_state=False)
 
 
 def check_launch(accelerator) -> None:

@@ -242,6 +242,15 @@ def test_a_time_budget_fixes_the_steps_from_measured_throughput(build_dir: Path,
     assert summary["seconds"] < 3 * 60 * 0.05 + 2
 
 
+def test_students_of_different_precisions_train_in_one_process(tmp_path: Path):
+    """Seen: a bf16 student after a float32 one in the same process failed (accelerate keeps one precision)."""
+    from rscaffold.train import make_accelerator
+
+    for k, bf16 in enumerate((False, True, False)):
+        accelerator = make_accelerator(FAST.model_copy(update={"bf16": bf16}), tmp_path / f"s{k}", tmp_path / "logs")
+        assert accelerator.mixed_precision == ("bf16" if bf16 else "no")
+
+
 def test_schedule_warms_up_then_decays_to_zero_at_the_last_step():
     progress, cfg = Progress(), TrainConfig(warmup=0.1)
     progress.total = 100
