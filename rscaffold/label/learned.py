@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -123,11 +123,11 @@ def context_terms(texts: list[str], i: int, features: Features, context: Context
     tail = texts[i - 1][-context.previous_chars :] if i > 0 else ""
     out = {
         "step": analyze(texts[i], features),
-        "previous": analyze(tail, Features(features.word_ngrams, features.char_ngrams, context.previous_chars)),
+        "previous": analyze(tail, replace(features, max_chars=context.previous_chars)),
     }
     if context.next_chars:
         head = texts[i + 1] if i + 1 < len(texts) else ""
-        out["next"] = analyze(head, Features(features.word_ngrams, features.char_ngrams, context.next_chars))
+        out["next"] = analyze(head, replace(features, max_chars=context.next_chars))
         hit = load_lexicon(context.lexicons[0]).match(head) if head else None
         flags.append(f"next opens {hit[0].key if hit else 'none' if head else 'end'}")
     return out | {"flags": flags}
@@ -296,7 +296,7 @@ def load(where: str | Path = "default") -> LearnedLabeller:
 
 
 def _blocks(terms: dict[str, list[str]], arrays: dict[str, np.ndarray], context: Context | None) -> dict[str, Block]:
-    """The blocks of a loaded labeller, in the weight matrix's row order (step, previous, flags)."""
+    """The blocks of a loaded labeller, in the weight matrix's row order (step, previous, next, flags)."""
     out, start = {}, 0
     for name in ("step", "previous", "next", "flags"):
         if name in terms:

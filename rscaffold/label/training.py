@@ -34,7 +34,7 @@ from rscaffold.label.fit import (
     judged_sequences,
     scripted_traces,
 )
-from rscaffold.label.learned import THINKING, Context, Features, LearnedLabeller
+from rscaffold.label.learned import THINKING, Context, LearnedLabeller
 from rscaffold.label.quality import JUDGED, kappa
 from rscaffold.schema import InputError, Step, Trace, read_jsonl
 from rscaffold.signals import Lexicon, LexiconError, Signal, load_lexicon
@@ -201,7 +201,6 @@ def add_train_labeller_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--truth", action="store_true", help="distant kind: train on true signals where steps carry them")
     p.add_argument("--held-out", type=float, default=0.1, help="distant kind: share of traces held out")
     p.add_argument("--max-terms", type=int, default=FitSettings.max_terms, help="vocabulary size")
-    p.add_argument("--word-ngrams", type=int, default=Features.word_ngrams, help="longest word n-gram read")
     p.add_argument("--next-chars", type=int, default=Context.next_chars, help="context kind: characters of the "
                    "next step's opening read (0: none)")  # fmt: skip
     for name, help_ in CANDIDATES.items():
@@ -250,8 +249,8 @@ def _train_context(args: argparse.Namespace, lexicon: Lexicon) -> int:
     checked = sum(check_texts(judged, read_jsonl(p, Trace), p) for p in args.input)
     extra = distant_sequences(scripted_traces(args.testbed, args.seed), lexicon, "testbed") if args.testbed else []
     grid = itertools.product(*(getattr(args, name) for name in CANDIDATES))
-    shape = {"features": Features(word_ngrams=args.word_ngrams), "context": Context(next_chars=args.next_chars)}
-    candidates = [FitSettings(max_terms=args.max_terms, **shape, **dict(zip(CANDIDATES, v, strict=True))) for v in grid]
+    shape = {"max_terms": args.max_terms, "context": Context(next_chars=args.next_chars)}
+    candidates = [FitSettings(**shape, **dict(zip(CANDIDATES, v, strict=True))) for v in grid]
     model = train_context(judged, extra, candidates, args.overrule, args.folds)
     model.meta["training"] |= {"judged": path.name, "traces_checked": checked, "lexicon": args.lexicon}
     model.meta["training"] |= {"testbed": {"traces": args.testbed, "seed": args.seed}}
